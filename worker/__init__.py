@@ -1,0 +1,3 @@
+"""salesforce-cdc-worker: Salesforce CDC -> event-sourced client model."""
+
+__version__ = "0.1.0"

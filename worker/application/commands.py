@@ -1,0 +1,152 @@
+"""Commands: the application's input contract, validated structurally by pydantic.
+
+The Salesforce translator builds them; Salesforce field names never appear here: attributes are the client's
+(``name``, ``billing_address.city``, ``extra.Custom__c``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+_ID = re.compile(r"^[a-zA-Z0-9]{18}$")
+
+
+def _client_id(value: str) -> str:
+    if not _ID.match(value):
+        raise ValueError(f"client id must be 18 alphanumeric characters, got {value!r}")
+    return value
+
+
+ClientId = Annotated[str, AfterValidator(_client_id)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ChangeMetadata(_Frozen):
+    """Where a change comes from: Salesforce's change identity plus its Kafka coordinates."""
+
+    transaction_key: str = Field(min_length=1)
+    sequence_number: int = Field(ge=0)
+    commit_timestamp_ms: int = Field(ge=0)
+    commit_number: int | None = None
+    commit_user: str | None = None
+    change_type: str
+    change_origin: str = ""
+    replay_id: str | None = None
+    event_id: str | None = Field(default=None, description="Pub/Sub ProducerEvent id when known.")
+    last_modified_ms: int | None = None
+    source_topic: str | None = None
+    source_partition: int | None = None
+    source_offset: int | None = None
+    correlation_id: str = Field(min_length=1, description="Root: the Salesforce transaction key.")
+    causation_id: str = Field(min_length=1, description="Parent: the CDC message id (topic:partition:offset).")
+    traceparent: str | None = None
+
+
+class AddressData(_Frozen):
+    street: str | None = None
+    city: str | None = None
+    state: str | None = None
+    postal_code: str | None = None
+    country: str | None = None
+    state_code: str | None = None
+    country_code: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    geocode_accuracy: str | None = None
+
+
+class ClientData(_Frozen):
+    """A full client record in the client's own terms (CREATE, UNDELETE, resync)."""
+
+    name: str | None = None
+    type: str | None = None
+    industry: str | None = None
+    phone: str | None = None
+    website: str | None = None
+    billing_address: AddressData = AddressData()
+    owner_id: str | None = None
+    annual_revenue: float | None = None
+    employees: int | None = None
+    rating: str | None = None
+    account_source: str | None = None
+    parent_id: str | None = None
+    active: str | None = None
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+
+class Command(_Frozen):
+    """Base of every command."""
+
+
+class RegisterClient(Command):
+    kind: Literal["RegisterClient"] = "RegisterClient"
+    client_id: ClientId
+    data: ClientData
+    change: ChangeMetadata
+
+
+class ChangeClientDetails(Command):
+    """A partial update: ``changes`` maps attribute path -> new value (None = set to null);
+    ``diffs`` maps attribute path -> unified diff of a long text (see salesforce-cdc.md §1.4)."""
+
+    kind: Literal["ChangeClientDetails"] = "ChangeClientDetails"
+    client_id: ClientId
+    changes: dict[str, Any] = Field(default_factory=dict)
+    diffs: dict[str, str] = Field(default_factory=dict)
+    change: ChangeMetadata
+
+
+class DeleteClient(Command):
+    kind: Literal["DeleteClient"] = "DeleteClient"
+    client_id: ClientId
+    change: ChangeMetadata
+
+
+class RestoreClient(Command):
+    kind: Literal["RestoreClient"] = "RestoreClient"
+    client_id: ClientId
+    data: ClientData
+    change: ChangeMetadata
+
+
+class MarkClientForResync(Command):
+    """Gap event (or a dead-lettered change): hold later changes back until a resync."""
+
+    kind: Literal["MarkClientForResync"] = "MarkClientForResync"
+    client_id: ClientId
+    reason: str
+    change: ChangeMetadata | None = None
+
+
+class ResyncClients(Command):
+    """Fetch these clients from Salesforce and apply the full records."""
+
+    kind: Literal["ResyncClients"] = "ResyncClients"
+    client_ids: tuple[ClientId, ...] = Field(min_length=1)
+    reason: str
+    change: ChangeMetadata | None = None
+
+
+class ResyncAllClients(Command):
+    """Overflow or wildcard id: re-read every Account, deletions included."""
+
+    kind: Literal["ResyncAllClients"] = "ResyncAllClients"
+    reason: str
+    change: ChangeMetadata | None = None
+
+
+AnyCommand = (
+    RegisterClient
+    | ChangeClientDetails
+    | DeleteClient
+    | RestoreClient
+    | MarkClientForResync
+    | ResyncClients
+    | ResyncAllClients
+)

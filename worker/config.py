@@ -1,0 +1,187 @@
+"""The one frozen settings object, read at the edge (env prefix ``WORKER_``, optional ``.env``).
+
+Nothing here reads the environment at import time: call :func:`load_settings`.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(Exception):
+    """A setting is missing or invalid; the message is one readable line naming it."""
+
+
+class SecurityProtocol(StrEnum):
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class KafkaSettings(_Section):
+    bootstrap_servers: str = "127.0.0.1:19092"
+    security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    client_id: str = "salesforce-cdc-worker"
+    ingest_group: str = "client-ingest"
+    projector_group: str = "client-projector"
+    group_instance_id: str | None = Field(
+        default=None, description="Static membership id (group.instance.id); one per replica."
+    )
+    cdc_topic: str = "salesforce.cdc.account"
+    events_topic: str = "client.events"
+    dlq_suffix: str = ".dlq"
+    partitions: int = Field(default=4, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    retention_ms: int = Field(default=7 * 24 * 3600 * 1000, ge=-1)
+    dlq_retention_ms: int = Field(default=30 * 24 * 3600 * 1000, ge=-1)
+    batch_size: int = Field(default=500, ge=1, le=100_000)
+    batch_timeout_s: float = Field(default=0.5, gt=0)
+    session_timeout_ms: int = Field(default=45_000, ge=1000)
+    max_poll_interval_ms: int = Field(default=300_000, ge=1000)
+    cdc_format: str = Field(
+        default="auto", description="Input format of the CDC topic: auto or a named format (see `worker cdc parse`)."
+    )
+    schema_registry_url: str | None = None
+
+    @property
+    def cdc_dlq_topic(self) -> str:
+        return self.cdc_topic + self.dlq_suffix
+
+    @property
+    def events_dlq_topic(self) -> str:
+        return self.events_topic + self.dlq_suffix
+
+    def client_config(self) -> dict[str, Any]:
+        """librdkafka settings shared by every client (security included)."""
+        conf: dict[str, Any] = {
+            "bootstrap.servers": self.bootstrap_servers,
+            "client.id": self.client_id,
+            "security.protocol": self.security_protocol.value,
+        }
+        if self.sasl_mechanism:
+            conf["sasl.mechanism"] = self.sasl_mechanism
+        if self.sasl_username:
+            conf["sasl.username"] = self.sasl_username
+        if self.sasl_password is not None:
+            conf["sasl.password"] = self.sasl_password.get_secret_value()
+        return conf
+
+
+class PostgresSettings(_Section):
+    url: SecretStr = SecretStr("postgresql://worker@127.0.0.1:15432/worker")
+    pool_size: int = Field(default=4, ge=1, le=100)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+
+
+class SalesforceAuth(StrEnum):
+    PASSWORD = "password"
+    SESSION = "session"
+    CLIENT_CREDENTIALS = "client_credentials"
+    JWT = "jwt"
+    NONE = "none"
+
+
+class SalesforceSettings(_Section):
+    auth: SalesforceAuth = SalesforceAuth.NONE
+    username: str | None = None
+    password: SecretStr | None = None
+    security_token: SecretStr | None = None
+    session_id: SecretStr | None = None
+    instance_url: str | None = None
+    consumer_key: str | None = None
+    consumer_secret: SecretStr | None = None
+    private_key_file: str | None = None
+    domain: str = "login"
+    api_version: str = "62.0"
+    timeout_s: float = Field(default=10.0, gt=0)
+    batch_size: int = Field(default=200, ge=1, le=2000)
+    own_client_id: str | None = Field(
+        default=None, description="Our Sforce-Call-Options client id; changes carrying it are echoes and dropped."
+    )
+    max_session_refreshes: int = Field(default=1, ge=0, le=5)
+
+
+class RetrySettings(_Section):
+    initial_backoff_s: float = Field(default=0.2, gt=0)
+    max_backoff_s: float = Field(default=30.0, gt=0)
+    max_attempts: int = Field(default=5, ge=1, description="Attempts per call before the fault is escalated.")
+    breaker_fail_max: int = Field(default=5, ge=1)
+    breaker_reset_timeout_s: float = Field(default=30.0, gt=0)
+    conflict_retries: int = Field(default=5, ge=0)
+
+
+class DomainSettings(_Section):
+    prospect_types: tuple[str, ...] = ("Prospect",)
+    active_values: tuple[str, ...] = ("Yes",)
+    inactive_values: tuple[str, ...] = ("No",)
+    field_mapping: dict[str, str] = Field(
+        default_factory=dict, description="Overrides of Salesforce field -> client attribute."
+    )
+
+
+class FeatureFlags(_Section):
+    echo_suppression: bool = True
+    skip_other_entities: bool = True
+    resync_enabled: bool = True
+
+
+class ObservabilitySettings(_Section):
+    metrics_port: int = Field(default=9464, ge=0, le=65535)
+    health_port: int = Field(default=8080, ge=0, le=65535)
+    otlp_endpoint: str | None = None
+    log_format: str = Field(default="auto", pattern="^(auto|json|text)$")
+    log_level: str = "INFO"
+
+
+class Settings(BaseSettings):
+    """Every knob of the worker. Nested sections use ``__``: ``WORKER_KAFKA__BOOTSTRAP_SERVERS``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WORKER_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+        frozen=True,
+    )
+
+    kafka: KafkaSettings = KafkaSettings()
+    postgres: PostgresSettings = PostgresSettings()
+    salesforce: SalesforceSettings = SalesforceSettings()
+    retry: RetrySettings = RetrySettings()
+    domain: DomainSettings = DomainSettings()
+    features: FeatureFlags = FeatureFlags()
+    observability: ObservabilitySettings = ObservabilitySettings()
+    snapshot_interval: int = Field(default=100, ge=1, description="Take a snapshot every N events of a stream.")
+    dlq_max_replays: int = Field(default=3, ge=1)
+
+
+_SECRET_HINT = re.compile("PASSWORD|SECRET|TOKEN|SESSION_ID|URL|KEY")
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings; raise :class:`SettingsError` with one line naming the bad setting."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = "__".join(str(part) for part in first["loc"]).upper()
+        shown = "" if _SECRET_HINT.search(where) else f" (got {first.get('input')!r})"
+        raise SettingsError(f"invalid setting WORKER_{where}: {first['msg']}{shown}") from None
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The effective settings as plain data, secrets masked."""
+    return settings.model_dump(mode="json")

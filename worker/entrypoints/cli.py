@@ -1,0 +1,67 @@
+"""The `worker` command line: one module per command group under `entrypoints/commands`.
+
+Exit codes: 0 ok, 1 error, 2 usage, 3 refused (e.g. a consumer group still has members).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from worker import __version__
+from worker.config import SettingsError
+from worker.entrypoints.commands import CliError
+
+# Each module exposes `register(subparsers)`; the order is the order of `worker --help`.
+COMMAND_MODULES = (
+    "run",
+    "migrate",
+    "topics",
+    "cdc",
+    "dlq",
+    "offsets",
+    "replay",
+    "projections",
+    "query",
+    "lag",
+    "config",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="worker", description="Salesforce CDC -> event-sourced client model, as Kafka consumer groups."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"worker.entrypoints.commands.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"worker.entrypoints.commands.{name}":
+                raise
+            continue  # a command group not built yet
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.func(args)
+    except SettingsError as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return 1
+    except CliError as exc:
+        print(f"worker: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
