@@ -1,0 +1,132 @@
+"""A thin, lazy batch consumer: manual commits only, cooperative-sticky, pause/resume, commit on revoke."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from worker.config import KafkaSettings
+
+log = logging.getLogger("worker.kafka")
+
+
+def consumer_config(kafka: KafkaSettings, group_id: str, **extra: Any) -> dict[str, Any]:
+    """Every consumer setting in one place."""
+    conf = {
+        **kafka.client_config(),
+        "group.id": group_id,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "session.timeout.ms": kafka.session_timeout_ms,
+        "max.poll.interval.ms": kafka.max_poll_interval_ms,
+        "enable.partition.eof": False,
+        "isolation.level": "read_committed",
+    }
+    if kafka.group_instance_id:
+        conf["group.instance.id"] = kafka.group_instance_id
+    conf.update(extra)
+    return conf
+
+
+class BatchConsumer:
+    """Wraps confluent_kafka.Consumer; no network until `subscribe`."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        topics: Sequence[str],
+        *,
+        on_assigned: Callable[[list[TopicPartition]], None] | None = None,
+        on_revoked: Callable[[list[TopicPartition]], None] | None = None,
+    ) -> None:
+        self._config = config
+        self._topics = list(topics)
+        self._consumer: Consumer | None = None
+        self._on_assigned = on_assigned
+        self._on_revoked = on_revoked
+        self.assignment: set[tuple[str, int]] = set()
+
+    def _client(self) -> Consumer:
+        if self._consumer is None:
+            self._consumer = Consumer(self._config, logger=log)
+            self._consumer.subscribe(self._topics, on_assign=self._assigned, on_revoke=self._revoked,
+                                     on_lost=self._revoked)
+        return self._consumer
+
+    def consume(self, max_messages: int, timeout_s: float) -> list[Message]:
+        """A batch of good messages; broker-level errors are raised (fatal) or logged (transient)."""
+        batch = []
+        for message in self._client().consume(max_messages, timeout_s):
+            error = message.error()
+            if error is None:
+                batch.append(message)
+            elif error.fatal() or error.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART,):
+                raise KafkaException(error)
+            else:
+                log.warning("consumer error: %s", error)
+        return batch
+
+    def commit(self, messages: Sequence[Message]) -> None:
+        """Commit, synchronously, the offset after the last message of each partition in ``messages``."""
+        offsets: dict[tuple[str, int], int] = {}
+        for message in messages:
+            key = (message.topic() or "", message.partition() or 0)
+            offsets[key] = max(offsets.get(key, -1), (message.offset() or 0) + 1)
+        owned = [TopicPartition(t, p, o) for (t, p), o in offsets.items() if (t, p) in self.assignment]
+        if owned:
+            self._client().commit(offsets=owned, asynchronous=False)
+        lost = len(offsets) - len(owned)
+        if lost:
+            # Revoked meanwhile: the new owner redelivers them, and handling is idempotent.
+            log.info("skipped commit for %d revoked partition(s)", lost)
+
+    def pause_all(self) -> None:
+        parts = self._partitions()
+        if parts:
+            self._client().pause(parts)
+
+    def resume_all(self) -> None:
+        parts = self._partitions()
+        if parts:
+            self._client().resume(parts)
+
+    def seek_to(self, messages: Sequence[Message]) -> None:
+        """Rewind each partition to the first of ``messages`` so they are delivered again."""
+        first: dict[tuple[str, int], int] = {}
+        for m in messages:
+            key = (m.topic() or "", m.partition() or 0)
+            first[key] = min(first.get(key, m.offset() or 0), m.offset() or 0)
+        for (topic, partition), offset in first.items():
+            if (topic, partition) in self.assignment:
+                self._client().seek(TopicPartition(topic, partition, offset))
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    def _partitions(self) -> list[TopicPartition]:
+        return [TopicPartition(t, p) for t, p in sorted(self.assignment)]
+
+    def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.assignment |= {(tp.topic, tp.partition) for tp in partitions}
+        log.info("assigned %s", _names(partitions))
+        if self._on_assigned:
+            self._on_assigned(partitions)
+
+    def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # Offsets are committed synchronously after every batch, before the next consume(), so nothing
+        # processed is uncommitted when a revoke arrives (it is only delivered inside consume()).
+        self.assignment -= {(tp.topic, tp.partition) for tp in partitions}
+        log.info("revoked %s", _names(partitions))
+        if self._on_revoked:
+            self._on_revoked(partitions)
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "-"

@@ -1,0 +1,157 @@
+"""PostgreSQL event store: bulk load (latest snapshot + later events), one-transaction batch commit
+(events and outbox by COPY, snapshots, resync queue), optimistic concurrency on (stream_id, version)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
+
+from worker.application.errors import ConcurrencyConflict
+from worker.application.ports import BatchChanges, LoadedStream, StoredEvent
+
+_LOAD = """
+WITH latest AS (
+    SELECT DISTINCT ON (stream_id) stream_id, version, state
+    FROM snapshots WHERE stream_id = ANY(%(ids)s)
+    ORDER BY stream_id, version DESC
+)
+SELECT s.stream_id, s.version, NULL, NULL, s.state, NULL, NULL
+FROM latest s
+UNION ALL
+SELECT e.stream_id, e.version, e.event_type, e.schema_version, e.payload, e.metadata, e.global_position
+FROM events e LEFT JOIN latest s USING (stream_id)
+WHERE e.stream_id = ANY(%(ids)s) AND e.version > COALESCE(s.version, 0)
+ORDER BY 1, 2, 3 NULLS FIRST
+"""
+_COPY_EVENTS = (
+    "COPY events (stream_id, version, event_id, event_type, schema_version, payload, metadata) FROM STDIN"
+)
+_COPY_OUTBOX = (
+    "COPY outbox (stream_id, version, event_id, event_type, schema_version, payload, metadata) FROM STDIN"
+)
+_INSERT_SNAPSHOT = (
+    "INSERT INTO snapshots (stream_id, version, schema_version, state) VALUES (%s, %s, %s, %s)"
+    " ON CONFLICT (stream_id, version) DO NOTHING"
+)
+_REQUEST_RESYNC = (
+    "INSERT INTO resync_requests (client_id, reason) VALUES (%s, %s)"
+    " ON CONFLICT (client_id) DO UPDATE SET reason = EXCLUDED.reason, requested_at = now(), attempts = 0"
+)
+_RESYNC_DONE = "DELETE FROM resync_requests WHERE client_id = %s AND (%s::timestamptz IS NULL OR requested_at <= %s)"
+_REQUEST_FULL_RESYNC = "INSERT INTO full_resync_requests (reason) VALUES (%s)"
+_PENDING_RESYNCS = (
+    "SELECT client_id, reason, requested_at FROM resync_requests ORDER BY attempts, requested_at LIMIT %s"
+)
+_RESYNC_FAILED = (
+    "UPDATE resync_requests SET attempts = attempts + 1, last_error = %s WHERE client_id = ANY(%s)"
+)
+_PENDING_FULL = (
+    "SELECT id, reason FROM full_resync_requests WHERE completed_at IS NULL ORDER BY id LIMIT 1"
+)
+_COMPLETE_FULL = "UPDATE full_resync_requests SET completed_at = now() WHERE completed_at IS NULL AND id <= %s"
+_KNOWN_IDS = "SELECT DISTINCT stream_id FROM events"
+
+
+def make_pool(dsn: str, size: int, connect_timeout_s: float) -> ConnectionPool:
+    """A lazily opened pool: no network until the first connection is asked for."""
+    return ConnectionPool(
+        dsn,
+        min_size=1,
+        max_size=size,
+        open=False,
+        kwargs={"connect_timeout": max(1, int(connect_timeout_s))},
+        timeout=connect_timeout_s,
+        reconnect_timeout=0,
+        check=ConnectionPool.check_connection,
+    )
+
+
+class PostgresEventStore:
+    """Implements the EventStore and ResyncQueue ports."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+
+    def _conn(self) -> Any:
+        if self._pool.closed:
+            self._pool.open(wait=False)
+        return self._pool.connection()
+
+    def load_streams(self, stream_ids: Collection[str]) -> dict[str, LoadedStream]:
+        snapshots: dict[str, tuple[int, Any]] = {}
+        events: dict[str, list[StoredEvent]] = {}
+        with self._conn() as conn:
+            rows = conn.execute(_LOAD, {"ids": list(stream_ids)}).fetchall()
+        for stream_id, version, event_type, schema_version, body, metadata, position in rows:
+            if event_type is None:
+                snapshots[stream_id] = (version, body)
+            else:
+                events.setdefault(stream_id, []).append(
+                    StoredEvent(stream_id, version, event_type, schema_version, body, metadata, position)
+                )
+        loaded = {}
+        for stream_id in snapshots.keys() | events.keys():
+            snap_version, state = snapshots.get(stream_id, (0, None))
+            loaded[stream_id] = LoadedStream(stream_id, state, snap_version, events.get(stream_id, []))
+        return loaded
+
+    def commit(self, changes: BatchChanges) -> None:
+        """Step 3 of the ingest cycle: events + outbox + snapshots + resync queue, atomically."""
+        if not changes:
+            return
+        try:
+            with self._conn() as conn, conn.transaction():
+                self._write(conn, changes)
+        except psycopg.errors.UniqueViolation as exc:
+            raise ConcurrencyConflict(str(exc).splitlines()[0]) from exc
+
+    @staticmethod
+    def _write(conn: psycopg.Connection[Any], changes: BatchChanges) -> None:
+        with conn.cursor() as cur:
+            if changes.events:
+                rows = [
+                    (e.stream_id, e.version, e.metadata["event_id"], e.event_type, e.schema_version,
+                     Jsonb(e.payload), Jsonb(e.metadata))
+                    for e in changes.events
+                ]
+                for statement in (_COPY_EVENTS, _COPY_OUTBOX):
+                    with cur.copy(statement) as copy:
+                        for row in rows:
+                            copy.write_row(row)
+            if changes.snapshots:
+                cur.executemany(
+                    _INSERT_SNAPSHOT,
+                    [(s.stream_id, s.version, s.schema_version, Jsonb(s.state)) for s in changes.snapshots],
+                )
+            if changes.resync_requested:
+                cur.executemany(_REQUEST_RESYNC, list(changes.resync_requested.items()))
+            if changes.resync_done:
+                cur.executemany(_RESYNC_DONE, [(cid, at, at) for cid, at in changes.resync_done.items()])
+            for reason in changes.full_resync_requested:
+                cur.execute(_REQUEST_FULL_RESYNC, (reason,))
+
+    # ResyncQueue
+    def pending_resyncs(self, limit: int) -> list[tuple[str, str, Any]]:
+        with self._conn() as conn:
+            return [(r[0], r[1], r[2]) for r in conn.execute(_PENDING_RESYNCS, (limit,)).fetchall()]
+
+    def record_resync_failure(self, client_ids: Collection[str], error: str) -> None:
+        with self._conn() as conn:
+            conn.execute(_RESYNC_FAILED, (error[:2000], list(client_ids)))
+
+    def pending_full_resync(self) -> tuple[int, str] | None:
+        with self._conn() as conn:
+            row = conn.execute(_PENDING_FULL).fetchone()
+        return (row[0], row[1]) if row else None
+
+    def complete_full_resync(self, request_id: int) -> None:
+        with self._conn() as conn:
+            conn.execute(_COMPLETE_FULL, (request_id,))
+
+    def known_client_ids(self) -> list[str]:
+        with self._conn() as conn:
+            return [r[0] for r in conn.execute(_KNOWN_IDS).fetchall()]

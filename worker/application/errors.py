@@ -1,0 +1,23 @@
+"""Application errors: one base, named after what broke."""
+
+from __future__ import annotations
+
+
+class ApplicationError(Exception):
+    """Base of the application layer's errors."""
+
+
+class ConcurrencyConflict(ApplicationError):
+    """Another writer appended to a stream first (the (stream_id, version) key was taken)."""
+
+
+class InvalidCommand(ApplicationError):
+    """Business validation found problems; every problem is listed."""
+
+    def __init__(self, command_type: str, problems: list[str]) -> None:
+        super().__init__(f"{command_type}: " + "; ".join(problems))
+        self.problems = problems
+
+
+class TransientFailure(ApplicationError):
+    """A dependency is unavailable for now: retry later, never dead-letter."""

@@ -1,0 +1,99 @@
+"""Ports: what the application needs from the outside, as small Protocols and plain records."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from worker.application.commands import ClientData
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    stream_id: str
+    version: int
+    event_type: str
+    schema_version: int
+    payload: Mapping[str, Any]
+    metadata: Mapping[str, Any]
+    global_position: int | None = None
+
+
+@dataclass(frozen=True)
+class LoadedStream:
+    stream_id: str
+    snapshot: Mapping[str, Any] | None
+    snapshot_version: int
+    events: Sequence[StoredEvent]
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    stream_id: str
+    version: int
+    schema_version: int
+    state: Mapping[str, Any]
+
+
+@dataclass
+class BatchChanges:
+    """Everything one consumed batch writes, in ONE transaction: events + outbox, snapshots, resync queue."""
+
+    events: list[StoredEvent] = field(default_factory=list)
+    snapshots: list[Snapshot] = field(default_factory=list)
+    resync_requested: dict[str, str] = field(default_factory=dict)
+    # client id -> the requested_at read with the request (None: unconditional); a request renewed since is kept.
+    resync_done: dict[str, Any] = field(default_factory=dict)
+    full_resync_requested: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.events or self.snapshots or self.resync_requested or self.resync_done or self.full_resync_requested
+        )
+
+
+class EventStore(Protocol):
+    def load_streams(self, stream_ids: Collection[str]) -> dict[str, LoadedStream]:
+        """Latest snapshot + later events of each stream (absent streams are left out)."""
+        ...
+
+    def commit(self, changes: BatchChanges) -> None:
+        """Write everything atomically; raise ConcurrencyConflict when a (stream, version) is taken."""
+        ...
+
+
+class ResyncQueue(Protocol):
+    def pending_resyncs(self, limit: int) -> list[tuple[str, str, Any]]:
+        """(client id, reason, requested_at) of the oldest requests."""
+        ...
+
+    def record_resync_failure(self, client_ids: Collection[str], error: str) -> None: ...
+
+    def pending_full_resync(self) -> tuple[int, str] | None: ...
+
+    def complete_full_resync(self, request_id: int) -> None: ...
+
+    def known_client_ids(self) -> list[str]: ...
+
+
+@dataclass(frozen=True)
+class FetchedClient:
+    """A client as Salesforce has it now; ``data`` is None when Salesforce says it is deleted or gone."""
+
+    client_id: str
+    data: ClientData | None
+    deleted: bool
+    last_modified_ms: int | None
+
+
+class ClientSource(Protocol):
+    """Salesforce, seen from the application (the gateway adapter implements it)."""
+
+    def fetch_clients(self, client_ids: Sequence[str]) -> dict[str, FetchedClient]:
+        """Every id asked for is in the answer; an id Salesforce does not know comes back deleted."""
+        ...
+
+    def iter_all_clients(self) -> Iterator[FetchedClient]:
+        """Every Account, deleted ones included (queryAll)."""
+        ...

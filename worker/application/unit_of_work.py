@@ -1,0 +1,112 @@
+"""ClientBatch: the unit of work of one consumed batch.
+
+Aggregates are loaded once per batch (in bulk), decisions apply to them in memory, and everything recorded is
+written by the event store in ONE transaction at the end (`changes()`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from worker.application.ports import BatchChanges, EventStore, LoadedStream, Snapshot, StoredEvent
+from worker.application.upcasting import DEFAULT_UPCASTERS, Upcasters
+from worker.domain import ClientAggregate, ClientEvent, ClientMarkedForResync, ClientResynchronized
+from worker.domain.events import event_from_payload
+
+SNAPSHOT_SCHEMA_VERSION = 1
+
+
+class ClientBatch:
+    def __init__(
+        self,
+        store: EventStore,
+        *,
+        snapshot_interval: int,
+        worker_version: str,
+        upcasters: Upcasters = DEFAULT_UPCASTERS,
+    ) -> None:
+        self._store = store
+        self._snapshot_interval = snapshot_interval
+        self._worker_version = worker_version
+        self._upcasters = upcasters
+        self._clients: dict[str, ClientAggregate] = {}
+        self._loaded_versions: dict[str, int] = {}
+        self._changes = BatchChanges()
+        self.events_replayed = 0
+        self.snapshot_hits = 0
+
+    def preload(self, client_ids: Iterable[str]) -> None:
+        missing = {cid for cid in client_ids if cid not in self._clients}
+        if not missing:
+            return
+        loaded = self._store.load_streams(missing)
+        for cid in missing:
+            self._clients[cid] = self._rehydrate(cid, loaded.get(cid))
+            self._loaded_versions[cid] = self._clients[cid].version
+
+    def get(self, client_id: str) -> ClientAggregate:
+        if client_id not in self._clients:
+            self.preload([client_id])
+        return self._clients[client_id]
+
+    def record(self, client: ClientAggregate, events: Iterable[ClientEvent], metadata: Mapping[str, Any]) -> int:
+        """Apply ``events`` to ``client`` and stage them for the batch's transaction; return how many."""
+        count = 0
+        for event in events:
+            client.apply(event)
+            meta = {"event_id": str(uuid.uuid4()), "worker_version": self._worker_version, **metadata}
+            self._changes.events.append(
+                StoredEvent(
+                    stream_id=client.client_id,
+                    version=client.version,
+                    event_type=event.event_type,
+                    schema_version=event.schema_version,
+                    payload=event.to_payload(),
+                    metadata=meta,
+                )
+            )
+            self._track_resync(event)
+            if client.version % self._snapshot_interval == 0:
+                self._changes.snapshots.append(
+                    Snapshot(client.client_id, client.version, SNAPSHOT_SCHEMA_VERSION, client.snapshot())
+                )
+            count += 1
+        return count
+
+    def request_full_resync(self, reason: str) -> None:
+        self._changes.full_resync_requested.append(reason)
+
+    def request_resync(self, client_id: str, reason: str) -> None:
+        self._changes.resync_requested[client_id] = reason
+        self._changes.resync_done.pop(client_id, None)
+
+    def resync_completed(self, client_id: str, requested_at: Any) -> None:
+        """Drop the request read at ``requested_at`` (a request renewed since stays queued)."""
+        if client_id not in self._changes.resync_requested:
+            self._changes.resync_done[client_id] = requested_at
+
+    def changes(self) -> BatchChanges:
+        return self._changes
+
+    def _track_resync(self, event: ClientEvent) -> None:
+        if isinstance(event, ClientMarkedForResync):
+            self.request_resync(event.client_id, event.reason)
+        elif isinstance(event, ClientResynchronized):
+            self._changes.resync_requested.pop(event.client_id, None)
+            self._changes.resync_done.setdefault(event.client_id, None)
+
+    def _rehydrate(self, client_id: str, stream: LoadedStream | None) -> ClientAggregate:
+        if stream is None:
+            return ClientAggregate.new(client_id)
+        if stream.snapshot is not None:
+            client = ClientAggregate.from_snapshot(stream.snapshot)
+            self.snapshot_hits += 1
+        else:
+            client = ClientAggregate.new(client_id)
+        for stored in stream.events:
+            _, payload = self._upcasters.upcast(stored.event_type, stored.schema_version, stored.payload)
+            client.apply(event_from_payload(stored.event_type, payload))
+            self.events_replayed += 1
+        return client

@@ -1,0 +1,142 @@
+"""The one composition root: the only module that names concrete adapters. Tests call it with fakes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+from confluent_kafka import Message
+
+from worker import __version__
+from worker.adapters.kafka.consumer import BatchConsumer, consumer_config
+from worker.adapters.kafka.dlq import DeadLetterPublisher
+from worker.adapters.kafka.producer import make_producer
+from worker.adapters.kafka.types import KafkaMessage, header_dict
+from worker.adapters.postgres.event_store import PostgresEventStore, make_pool
+from worker.adapters.postgres.outbox import PostgresOutbox
+from worker.adapters.salesforce.errors import ChangeEventParseError
+from worker.adapters.salesforce.event_parser import SchemaResolver, parse
+from worker.adapters.salesforce.mapping import FieldMapping
+from worker.adapters.salesforce.translator import KafkaCoordinates, translate
+from worker.application.bus import CommandBus, default_middleware
+from worker.application.ports import ClientSource
+from worker.application.resync import Resynchronizer
+from worker.application.unit_of_work import ClientBatch
+from worker.config import Settings
+from worker.domain import StatusRule
+from worker.entrypoints.ingest import Decoded, IngestProcessor
+from worker.entrypoints.loop import ConsumerLoop
+from worker.entrypoints.relay import OutboxRelay
+from worker.entrypoints.runtime import BackgroundWork, IdleClock, Stopper
+from worker.observability import Metrics
+
+
+@dataclass
+class App:
+    settings: Settings
+    store: PostgresEventStore
+    bus: CommandBus
+    rule: StatusRule
+    mapping: FieldMapping
+    schemas: SchemaResolver
+    metrics: Metrics
+    client_source: ClientSource | None = None
+    closers: list[Callable[[], Any]] = field(default_factory=list)
+
+    def new_batch(self) -> ClientBatch:
+        return ClientBatch(self.store, snapshot_interval=self.settings.snapshot_interval, worker_version=__version__)
+
+    def close(self) -> None:
+        for close in reversed(self.closers):
+            close()
+
+
+def bootstrap(settings: Settings, *, client_source: ClientSource | None = None, metrics: Metrics | None = None) -> App:
+    pg = settings.postgres
+    pool = make_pool(pg.url.get_secret_value(), pg.pool_size, pg.connect_timeout_s)
+    metrics = metrics or Metrics()
+    source = client_source
+    fetch_schema = None
+    if source is None and settings.salesforce.auth.value != "none":
+        from worker.adapters.salesforce.api import SalesforceApi
+        from worker.adapters.salesforce.gateway import SalesforceClientSource
+
+        api = SalesforceApi(settings.salesforce, settings.retry)
+        mapping = FieldMapping.from_overrides(settings.domain.field_mapping)
+        source = SalesforceClientSource(api, mapping)
+        fetch_schema = api.fetch_event_schema
+    rule = StatusRule(
+        prospect_types=settings.domain.prospect_types,
+        active_values=settings.domain.active_values,
+        inactive_values=settings.domain.inactive_values,
+    )
+    app = App(
+        settings=settings,
+        store=PostgresEventStore(pool),
+        bus=CommandBus(middleware=default_middleware(metrics.record_command)),
+        rule=rule,
+        mapping=FieldMapping.from_overrides(settings.domain.field_mapping),
+        schemas=SchemaResolver(fetch=fetch_schema),
+        metrics=metrics,
+        client_source=source,
+    )
+    app.closers.append(pool.close)
+    return app
+
+
+def decoder(app: App) -> Callable[[KafkaMessage], Decoded]:
+    own_client = app.settings.salesforce.own_client_id if app.settings.features.echo_suppression else None
+
+    def decode(message: KafkaMessage) -> Decoded:
+        event = parse(message.value() or b"", header_dict(message), fmt=app.settings.kafka.cdc_format,
+                      schemas=app.schemas)
+        coordinates = KafkaCoordinates(
+            topic=message.topic() or "", partition=message.partition() or 0, offset=message.offset() or 0,
+            traceparent=(header_dict(message).get("traceparent") or b"").decode() or None,
+        )
+        result = translate(event, coordinates, mapping=app.mapping, own_client_id=own_client)
+        return Decoded(list(result.commands), result.skipped)
+
+    return decode
+
+
+def ingest_loop(app: App, stopper: Stopper, idle: IdleClock) -> ConsumerLoop:
+    s = app.settings
+    processor = IngestProcessor(
+        decoder(app), (ChangeEventParseError,), app.store, app.bus, app.new_batch, app.rule,
+        conflict_retries=s.retry.conflict_retries,
+    )
+    consumer = BatchConsumer(consumer_config(s.kafka, s.kafka.ingest_group), [s.kafka.cdc_topic])
+    producer = make_producer(s.kafka)
+    dlq = DeadLetterPublisher(producer, s.kafka.ingest_group, s.kafka.dlq_suffix)
+    background = None
+    if app.client_source is not None and s.features.resync_enabled:
+        resync = Resynchronizer(app.store, app.store, app.client_source, app.new_batch, app.rule,
+                                s.salesforce.batch_size)
+        background = BackgroundWork(resync.run_once, s.retry, "resync")
+
+    def handle(batch: Sequence[Message]) -> Any:
+        return processor.process(batch)
+
+    return ConsumerLoop("ingest", consumer, handle, dlq, s.kafka, s.retry, stopper, idle, background,
+                        on_batch=partial(app.metrics.ingest_batch, s.kafka.cdc_topic))
+
+
+def relay(app: App, stopper: Stopper, idle: IdleClock) -> OutboxRelay:
+    from worker.adapters.avro import ClientEventCodec
+
+    s = app.settings
+    codec = ClientEventCodec.from_directory()
+    return OutboxRelay(
+        PostgresOutbox(s.postgres.url.get_secret_value(), s.postgres.connect_timeout_s),
+        make_producer(s.kafka),
+        s.kafka.events_topic,
+        codec.encode_row,
+        s.retry,
+        stopper,
+        idle,
+        batch_size=s.kafka.batch_size,
+        on_published=app.metrics.relay_published,
+    )

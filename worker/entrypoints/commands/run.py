@@ -1,0 +1,86 @@
+"""`worker run ingest|relay|projector|all [--exit-when-idle SECONDS]`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+from collections.abc import Callable
+
+from worker import logs
+from worker.entrypoints.commands import add_connection_options, settings_from
+from worker.entrypoints.runtime import IdleClock, Stopper
+
+log = logging.getLogger("worker.run")
+ROLES = ("ingest", "relay", "projector", "all")
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("run", help="run a role of the worker until stopped (SIGTERM: graceful)")
+    parser.add_argument("role", choices=ROLES)
+    parser.add_argument(
+        "--exit-when-idle", type=float, metavar="SECONDS",
+        help="stop cleanly after SECONDS with nothing to do (demo, batch jobs, tests)",
+    )
+    add_connection_options(parser)
+    parser.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from worker import bootstrap
+
+    settings = settings_from(args)
+    logs.configure(settings.observability.log_level, settings.observability.log_format)
+    app = bootstrap.bootstrap(settings)
+    stopper = Stopper()
+    stopper.install()
+    builders: dict[str, Callable[..., object]] = {
+        "ingest": bootstrap.ingest_loop,
+        "relay": bootstrap.relay,
+        "projector": getattr(bootstrap, "projector_loop", None) or _missing,
+    }
+    roles = [r for r in ("ingest", "relay", "projector") if args.role in (r, "all")]
+    if args.role == "all" and not hasattr(bootstrap, "projector_loop"):
+        roles.remove("projector")
+    try:
+        if len(roles) == 1:
+            loop = builders[roles[0]](app, stopper, IdleClock(args.exit_when_idle))
+            return int(loop.run())  # type: ignore[attr-defined]
+        return _run_together(roles, builders, app, stopper, args.exit_when_idle)
+    finally:
+        app.close()
+
+
+def _run_together(roles: list[str], builders: dict[str, Callable[..., object]], app: object,
+                  stopper: Stopper, idle_s: float | None) -> int:
+    """`run all`: each role in a thread; with --exit-when-idle a role stops only after the one upstream."""
+    finished: dict[str, threading.Event] = {role: threading.Event() for role in roles}
+    codes: dict[str, int] = {}
+
+    def target(role: str, upstream: str | None) -> None:
+        after = finished[upstream].is_set if upstream else None
+        try:
+            loop = builders[role](app, stopper, IdleClock(idle_s, after))
+            codes[role] = int(loop.run())  # type: ignore[attr-defined]
+        except Exception:
+            log.exception("%s stopped on an error", role)
+            codes[role] = 1
+        finally:
+            finished[role].set()
+            if codes.get(role):
+                stopper.stop()  # one role failing stops the process non-zero
+
+    threads = [
+        threading.Thread(target=target, args=(role, roles[i - 1] if i else None), name=role, daemon=True)
+        for i, role in enumerate(roles)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        while t.is_alive():
+            t.join(0.5)
+    return max(codes.values(), default=0)
+
+
+def _missing(*_: object) -> object:
+    raise SystemExit("the projector role is not available in this build")

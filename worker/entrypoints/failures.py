@@ -1,0 +1,55 @@
+"""Every failure classified once (DESIGN §6): poison (dead-letter and go on), transient (back off, retry,
+never skip), or a bug (stop non-zero, commit nothing past it)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import psycopg
+import pydantic
+from confluent_kafka import KafkaException
+
+from worker.adapters.kafka.dlq import DeadLetterNotDelivered
+from worker.adapters.kafka.producer import PublishFailed
+from worker.adapters.salesforce.api_errors import SalesforceUnavailable
+from worker.adapters.salesforce.errors import ChangeEventParseError
+from worker.application.errors import ConcurrencyConflict, InvalidCommand, TransientFailure
+from worker.domain.errors import DomainError
+
+
+class Kind(StrEnum):
+    POISON = "poison"
+    TRANSIENT = "transient"
+    BUG = "bug"
+
+
+TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    psycopg.errors.AdminShutdown,
+    psycopg.InterfaceError,
+    SalesforceUnavailable,
+    TransientFailure,
+    ConcurrencyConflict,
+    DeadLetterNotDelivered,
+    PublishFailed,
+    ConnectionError,
+    TimeoutError,
+)
+POISON_TYPES: tuple[type[BaseException], ...] = (
+    ChangeEventParseError,
+    pydantic.ValidationError,
+    InvalidCommand,
+    DomainError,
+)
+
+
+def classify(error: BaseException) -> Kind:
+    if isinstance(error, POISON_TYPES):
+        return Kind.POISON
+    if isinstance(error, TRANSIENT_TYPES):
+        return Kind.TRANSIENT
+    if isinstance(error, KafkaException):
+        kafka_error = error.args[0] if error.args else None
+        retriable = getattr(kafka_error, "retriable", lambda: False)()
+        return Kind.TRANSIENT if retriable else Kind.BUG
+    return Kind.BUG

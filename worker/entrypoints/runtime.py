@@ -1,0 +1,129 @@
+"""What every long-running role shares: graceful stop on SIGTERM/SIGINT, idle detection, transient retries."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
+
+from worker.config import RetrySettings
+from worker.entrypoints.failures import Kind, classify
+
+log = logging.getLogger("worker.runtime")
+T = TypeVar("T")
+
+
+class Stopper:
+    """Set by SIGTERM/SIGINT (or by the code); loops finish their batch, commit, close, exit 0."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def install(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self._handle)
+            signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum: int, _frame: object) -> None:
+        log.info("received %s: finishing the current batch, then stopping", signal.Signals(signum).name)
+        self._event.set()
+
+    def stop(self) -> None:
+        self._event.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        return self._event.wait(seconds)
+
+
+class StopRequested(Exception):
+    """Raised out of a retry wait when a stop was requested: leave without committing."""
+
+
+class IdleClock:
+    """`--exit-when-idle SECONDS`: true once nothing happened for that long."""
+
+    def __init__(self, seconds: float | None, after: Callable[[], bool] | None = None) -> None:
+        self._limit = seconds
+        self._after = after  # in `run all`: a downstream role waits until its upstream has stopped
+        self._last = time.monotonic()
+
+    def busy(self) -> None:
+        self._last = time.monotonic()
+
+    def expired(self) -> bool:
+        if self._limit is None or (self._after is not None and not self._after()):
+            return False
+        return time.monotonic() - self._last >= self._limit
+
+
+def retry_transient(
+    work: Callable[[], T],
+    retry: RetrySettings,
+    stopper: Stopper,
+    *,
+    what: str,
+    wait: Callable[[float], None] | None = None,
+    on_retry: Callable[[BaseException, int], None] | None = None,
+) -> T:
+    """Run ``work`` until it succeeds, retrying transient failures with exponential backoff and jitter, never
+    giving up (a transient fault is never skipped); poison and bugs propagate at once. ``wait`` sleeps while
+    keeping a consumer alive (its partitions paused)."""
+
+    def sleep(seconds: float) -> None:
+        if stopper.stopping:
+            raise StopRequested(what)
+        (wait or stopper.wait)(seconds)
+        if stopper.stopping:
+            raise StopRequested(what)
+
+    def before_sleep(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        log.warning("%s: transient failure (attempt %d), retrying: %s", what, state.attempt_number, error)
+        if on_retry and error is not None:
+            on_retry(error, state.attempt_number)
+
+    retrying = Retrying(
+        retry=retry_if_exception(lambda exc: classify(exc) is Kind.TRANSIENT),
+        wait=wait_exponential_jitter(initial=retry.initial_backoff_s, max=retry.max_backoff_s),
+        sleep=sleep,
+        before_sleep=before_sleep,
+        reraise=True,
+    )
+    return retrying(work)
+
+
+class BackgroundWork:
+    """Work done between batches (resyncs) that must never block the consumer: a transient failure (an open
+    circuit, Salesforce or the database down) only postpones the next try, with exponential backoff."""
+
+    def __init__(self, step: Callable[[], int], retry: RetrySettings, what: str) -> None:
+        self._step = step
+        self._retry = retry
+        self._what = what
+        self._failures = 0
+        self._next_at = 0.0
+
+    def __call__(self) -> int:
+        if time.monotonic() < self._next_at:
+            return 0
+        try:
+            done = self._step()
+        except Exception as exc:
+            if classify(exc) is not Kind.TRANSIENT:
+                raise
+            self._failures += 1
+            delay = min(self._retry.max_backoff_s, self._retry.initial_backoff_s * 2 ** min(self._failures, 16))
+            self._next_at = time.monotonic() + delay
+            log.warning("%s waits %.1fs after a transient failure: %s", self._what, delay, exc)
+            return 0
+        self._failures = 0
+        return done
