@@ -140,3 +140,28 @@ def relay(app: App, stopper: Stopper, idle: IdleClock) -> OutboxRelay:
         batch_size=s.kafka.batch_size,
         on_published=app.metrics.relay_published,
     )
+
+
+def read_models(app: App) -> Any:
+    from worker.adapters.postgres.read_models import PostgresReadModels
+
+    pg = app.settings.postgres
+    pool = make_pool(pg.url.get_secret_value(), pg.pool_size, pg.connect_timeout_s)
+    app.closers.append(pool.close)
+    return PostgresReadModels(pool)
+
+
+def projector_loop(app: App, stopper: Stopper, idle: IdleClock) -> ConsumerLoop:
+    from worker.adapters.avro import ClientEventCodec
+    from worker.entrypoints.projector import ProjectorProcessor
+
+    s = app.settings
+    processor = ProjectorProcessor(ClientEventCodec.from_directory(), read_models(app))
+    consumer = BatchConsumer(consumer_config(s.kafka, s.kafka.projector_group), [s.kafka.events_topic])
+    dlq = DeadLetterPublisher(make_producer(s.kafka), s.kafka.projector_group, s.kafka.dlq_suffix)
+
+    def handle(batch: Sequence[Message]) -> Any:
+        return processor.process(batch)
+
+    return ConsumerLoop("projector", consumer, handle, dlq, s.kafka, s.retry, stopper, idle,
+                        on_batch=partial(app.metrics.projector_batch, s.kafka.events_topic))

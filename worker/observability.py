@@ -44,3 +44,10 @@ class Metrics:
     def relay_published(self, rows: Sequence[Any]) -> None:
         if rows:
             self.published.add(len(rows))
+
+    def projector_batch(self, topic: str, batch: Sequence[Any], outcome: Any) -> None:
+        self.messages.add(len(batch), {"topic": topic})
+        for verdict, count in outcome.verdicts.items():
+            self.projected.add(count, {"verdict": verdict})
+        for letter in outcome.dead_letters:
+            self.dead_letters.add(1, {"topic": topic, "stage": letter.stage.value})

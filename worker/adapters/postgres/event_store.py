@@ -54,6 +54,10 @@ _PENDING_FULL = (
 )
 _COMPLETE_FULL = "UPDATE full_resync_requests SET completed_at = now() WHERE completed_at IS NULL AND id <= %s"
 _KNOWN_IDS = "SELECT DISTINCT stream_id FROM events"
+_READ_ALL = (
+    "SELECT stream_id, version, event_type, schema_version, payload, metadata, global_position FROM events"
+    " WHERE global_position > %s ORDER BY global_position LIMIT %s"
+)
 
 
 def make_pool(dsn: str, size: int, connect_timeout_s: float) -> ConnectionPool:
@@ -133,6 +137,12 @@ class PostgresEventStore:
                 cur.executemany(_RESYNC_DONE, [(cid, at, at) for cid, at in changes.resync_done.items()])
             for reason in changes.full_resync_requested:
                 cur.execute(_REQUEST_FULL_RESYNC, (reason,))
+
+    def read_all(self, after_position: int, limit: int) -> list[StoredEvent]:
+        """Events of every stream in global order (rebuilds)."""
+        with self._conn() as conn:
+            rows = conn.execute(_READ_ALL, (after_position, limit)).fetchall()
+        return [StoredEvent(*row) for row in rows]
 
     # ResyncQueue
     def pending_resyncs(self, limit: int) -> list[tuple[str, str, Any]]:

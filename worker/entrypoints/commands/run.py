@@ -37,11 +37,9 @@ def _run(args: argparse.Namespace) -> int:
     builders: dict[str, Callable[..., object]] = {
         "ingest": bootstrap.ingest_loop,
         "relay": bootstrap.relay,
-        "projector": getattr(bootstrap, "projector_loop", None) or _missing,
+        "projector": bootstrap.projector_loop,
     }
     roles = [r for r in ("ingest", "relay", "projector") if args.role in (r, "all")]
-    if args.role == "all" and not hasattr(bootstrap, "projector_loop"):
-        roles.remove("projector")
     try:
         if len(roles) == 1:
             loop = builders[roles[0]](app, stopper, IdleClock(args.exit_when_idle))
@@ -82,5 +80,3 @@ def _run_together(roles: list[str], builders: dict[str, Callable[..., object]], 
     return max(codes.values(), default=0)
 
 
-def _missing(*_: object) -> object:
-    raise SystemExit("the projector role is not available in this build")

@@ -1,0 +1,94 @@
+"""The projector role: `client.events` -> read models, one transaction per batch, then offsets.
+
+Decode by the writer schema named in the headers, upcast, project with the version guard: a redelivered event
+is a no-op, a version gap is dead-lettered (stage `project`) and never applied.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from worker.adapters.avro import ClientEventCodec
+from worker.adapters.kafka.dlq import DeadLetter, Stage
+from worker.adapters.kafka.types import KafkaMessage, header_dict, where
+from worker.adapters.postgres.read_models import PostgresReadModels
+from worker.application.projection import ProjectedEvent, Verdict, VersionGap, project
+from worker.application.upcasting import DEFAULT_UPCASTERS, Upcasters
+
+log = logging.getLogger("worker.projector")
+
+
+@dataclass
+class ProjectionOutcome:
+    applied: int = 0
+    verdicts: Counter[str] = field(default_factory=Counter)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    newest_change_ms: int | None = None
+
+
+class UndecodableEvent(Exception):
+    """A `client.events` record without the headers or bytes its writer schema needs."""
+
+
+def decode_event(message: KafkaMessage, codec: ClientEventCodec, upcasters: Upcasters) -> ProjectedEvent:
+    headers = header_dict(message)
+    try:
+        event_type = headers["event_type"].decode()
+        schema_version = int(headers["schema_version"].decode())
+        record = codec.decode(message.value() or b"", event_type, schema_version)
+    except (KeyError, ValueError, LookupError, EOFError, TypeError) as exc:
+        raise UndecodableEvent(f"{where(message)}: {type(exc).__name__}: {exc}") from exc
+    _, payload = upcasters.upcast(event_type, schema_version, record)
+    return ProjectedEvent(record["event_id"], event_type, record["client_id"], record["version"], payload)
+
+
+class ProjectorProcessor:
+    def __init__(
+        self,
+        codec: ClientEventCodec,
+        models: PostgresReadModels,
+        upcasters: Upcasters = DEFAULT_UPCASTERS,
+        on_gap: Callable[[ProjectedEvent, int], None] | None = None,
+    ) -> None:
+        self._codec = codec
+        self._models = models
+        self._upcasters = upcasters
+        self._on_gap = on_gap
+
+    def process(self, messages: Sequence[KafkaMessage]) -> ProjectionOutcome:
+        outcome = ProjectionOutcome()
+        events: list[tuple[KafkaMessage, ProjectedEvent]] = []
+        for message in messages:
+            try:
+                events.append((message, decode_event(message, self._codec, self._upcasters)))
+            except UndecodableEvent as exc:
+                log.warning("%s", exc)
+                outcome.dead_letters.append(DeadLetter(message, Stage.PROJECT, exc))
+        with self._models.session() as session:
+            rows: dict[str, Any] = session.load({e.client_id for _, e in events})
+            changed: set[str] = set()
+            history: list[dict[str, Any]] = []
+            for message, event in events:
+                result = project(rows.get(event.client_id), event)
+                outcome.verdicts[result.verdict.value] += 1
+                if result.verdict is Verdict.APPLIED and result.row is not None:
+                    rows[event.client_id] = result.row
+                    changed.add(event.client_id)
+                    history += result.history
+                    stamp = (event.payload.get("change") or {}).get("commit_timestamp_ms")
+                    if stamp:
+                        outcome.newest_change_ms = max(outcome.newest_change_ms or 0, stamp)
+                elif result.verdict is Verdict.GAP:
+                    have = rows[event.client_id]["version"] if event.client_id in rows else 0
+                    gap = VersionGap(f"{event.client_id}: projected v{have}, got v{event.version} ({event.event_type})")
+                    log.error("%s: version gap: %s", where(message), gap)
+                    outcome.dead_letters.append(DeadLetter(message, Stage.PROJECT, gap))
+                    if self._on_gap:
+                        self._on_gap(event, have)
+            session.save([rows[cid] for cid in sorted(changed)], history)
+        outcome.applied = outcome.verdicts[Verdict.APPLIED.value]
+        return outcome
