@@ -14,6 +14,7 @@ _HISTORY = (
     "SELECT version, old_status, new_status, changed_at, event_id FROM client_status_history"
     " WHERE client_id = %s ORDER BY version"
 )
+_NEWEST = "SELECT max(last_change_at) AS newest FROM client_summary"
 _COUNTS = "SELECT status, count(*) AS clients FROM client_summary WHERE registered {} GROUP BY status ORDER BY 1"
 # Sort key -> (expression, direction). NULLs sort as '' / epoch so keyset comparisons stay total.
 _SORTS = {
@@ -36,6 +37,10 @@ class PostgresClientQueries:
     def get_client(self, client_id: str) -> dict[str, Any] | None:
         rows = self._models.fetch(_GET, (client_id,))
         return rows[0] if rows else None
+
+    def newest_change_at(self) -> Any:
+        """Commit time of the newest Salesforce change reflected in the read model (freshness)."""
+        return self._models.fetch(_NEWEST)[0]["newest"]
 
     def status_history(self, client_id: str) -> list[dict[str, Any]]:
         return self._models.fetch(_HISTORY, (client_id,))

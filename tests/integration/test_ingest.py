@@ -1,0 +1,221 @@
+"""The command side end to end in one process, against the real broker and database: CDC in, events in the
+store and on `client.events`, dead letters, replays, outages, two workers, conflicts."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import pytest
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from tests.cdc_factory import CdcFactory
+from tests.conftest import wait_for
+from tests.fakes.tcp_proxy import TcpProxy
+from tests.harness import (
+    StubMessage,
+    change_phone,
+    consume_all,
+    create_worker_topics,
+    event_count,
+    produce,
+    register,
+    rows,
+    running,
+    settings_for,
+)
+from worker import bootstrap
+from worker.adapters.kafka import dlq as dlq_headers
+from worker.application.errors import ConcurrencyConflict
+from worker.application.handlers import HandlerContext
+from worker.config import Settings
+from worker.entrypoints.ingest import Decoded, IngestProcessor
+from worker.entrypoints.runtime import IdleClock, Stopper
+
+A, B, C = "001000000000001AAA", "001000000000002AAA", "001000000000003AAA"
+
+
+def run_role(settings: Settings, role: str, idle_s: float = 1.5) -> int:
+    app = bootstrap.bootstrap(settings)
+    try:
+        builder = {"ingest": bootstrap.ingest_loop, "relay": bootstrap.relay, "projector": bootstrap.projector_loop}
+        return int(builder[role](app, Stopper(), IdleClock(idle_s)).run())
+    finally:
+        app.close()
+
+
+@pytest.fixture
+def settings(worker_env: dict[str, str]) -> Settings:
+    s = settings_for(worker_env)
+    create_worker_topics(s)
+    return s
+
+
+def produce_changes(settings: Settings, changes: list[tuple[bytes, bytes]]) -> None:
+    produce(settings.kafka.bootstrap_servers, settings.kafka.cdc_topic, changes)
+
+
+def test_cdc_messages_become_events_in_the_store_and_on_the_events_topic(settings: Settings) -> None:
+    f = CdcFactory()
+    produce_changes(settings, [f.create(A, Industry="Energy"), f.create(B), f.update(A, Phone="+1 555"),
+                               f.update(A, nulled=("Industry",)), f.delete(B)])
+    assert run_role(settings, "ingest") == 0
+    stored = rows(settings.postgres.url.get_secret_value(),
+                  "SELECT stream_id, version, event_type, metadata FROM events ORDER BY global_position")
+    assert [(s, v, t) for s, v, t, _ in stored] == [
+        (A, 1, "ClientRegistered"), (B, 1, "ClientRegistered"), (A, 2, "ClientDetailsChanged"),
+        (A, 3, "ClientDetailsChanged"), (B, 2, "ClientDeleted"),
+    ]
+    meta = stored[0][3]
+    assert meta["source_topic"] == settings.kafka.cdc_topic and meta["transaction_key"]
+    assert meta["correlation_id"] == meta["transaction_key"]
+    assert meta["causation_id"].startswith(settings.kafka.cdc_topic)
+    assert run_role(settings, "relay") == 0
+    published = consume_all(settings.kafka.bootstrap_servers, settings.kafka.events_topic)
+    assert sorted((m.key().decode(), dict(m.headers())["event_type"].decode()) for m in published) == sorted(
+        (s, t) for s, _, t, _ in stored
+    )
+    headers = dict(published[0].headers())
+    assert set(headers) >= {"event_type", "event_id", "schema_version", "correlation_id", "causation_id"}
+    unpublished = "SELECT count(*) FROM outbox WHERE published_at IS NULL"
+    assert rows(settings.postgres.url.get_secret_value(), unpublished) == [(0,)]
+
+
+def test_replaying_the_ingest_group_from_the_earliest_offset_appends_nothing(settings: Settings) -> None:
+    f = CdcFactory()
+    produce_changes(settings, [f.create(A), f.update(A, Phone="1"), f.create(B), f.delete(B), f.undelete(B)])
+    assert run_role(settings, "ingest") == 0
+    dsn = settings.postgres.url.get_secret_value()
+    before = event_count(dsn)
+    assert before == 5
+    admin = AdminClient(settings.kafka.client_config())
+    from confluent_kafka import ConsumerGroupTopicPartitions
+
+    reset = [TopicPartition(settings.kafka.cdc_topic, p, 0) for p in range(settings.kafka.partitions)]
+    admin.alter_consumer_group_offsets([ConsumerGroupTopicPartitions(settings.kafka.ingest_group, reset)])[
+        settings.kafka.ingest_group
+    ].result()
+    assert run_role(settings, "ingest") == 0
+    assert event_count(dsn) == before
+
+
+def test_a_poison_message_is_dead_lettered_with_its_reason_and_the_messages_behind_it_are_processed(
+    settings: Settings,
+) -> None:
+    f = CdcFactory()
+    k = settings.kafka
+    produce(k.bootstrap_servers, k.cdc_topic, [(A.encode(), b"\x00not a change event")])
+    produce_changes(settings, [f.create(A), f.update(A, Phone="2")])
+    assert run_role(settings, "ingest") == 0
+    assert event_count(settings.postgres.url.get_secret_value()) == 2
+    letters = consume_all(k.bootstrap_servers, k.cdc_dlq_topic)
+    assert len(letters) == 1
+    headers = {key: value.decode() for key, value in letters[0].headers()}
+    assert letters[0].value() == b"\x00not a change event" and letters[0].key() == A.encode()
+    assert headers[dlq_headers.H_TOPIC] == k.cdc_topic and headers[dlq_headers.H_STAGE] == "parse"
+    assert headers[dlq_headers.H_GROUP] == k.ingest_group and headers[dlq_headers.H_OFFSET] == "0"
+    assert headers[dlq_headers.H_CLASS] and headers[dlq_headers.H_MESSAGE]
+    assert "Traceback" in headers[dlq_headers.H_STACKTRACE]
+
+
+def test_a_database_outage_mid_run_makes_the_worker_wait_and_resume_without_loss(
+    worker_env: dict[str, str], database_url: str
+) -> None:
+    host_port = database_url.split("@", 1)[1].split("/", 1)[0]
+    host, port = host_port.split(":")
+    with TcpProxy(host, int(port)) as proxy:
+        proxied = database_url.replace(host_port, f"127.0.0.1:{proxy.port}")
+        settings = settings_for(worker_env, WORKER_POSTGRES__URL=proxied)
+        create_worker_topics(settings)
+        f = CdcFactory()
+        produce_changes(settings, [f.create(A), f.create(B)])
+        app = bootstrap.bootstrap(settings)
+        stopper = Stopper()
+        loop = bootstrap.ingest_loop(app, stopper, IdleClock(None))
+        with running(loop) as result:
+            wait_for(lambda: event_count(database_url) == 2, what="the first two events")
+            proxy.cut()
+            produce_changes(settings, [f.update(A, Phone="3"), f.create(C)])
+            attempts = threading.Event()
+            threading.Timer(2.0, attempts.set).start()
+            wait_for(attempts.is_set, what="the worker to retry against the cut database")
+            assert event_count(database_url) == 2
+            proxy.restore()
+            wait_for(lambda: event_count(database_url) == 4, timeout_s=60, what="the events after the outage")
+            stopper.stop()
+        app.close()
+        assert result["code"] == 0
+    assert rows(database_url, "SELECT stream_id, max(version) FROM events GROUP BY 1 ORDER BY 1") == [
+        (A, 2), (B, 1), (C, 1)
+    ]
+
+
+def test_two_ingest_workers_in_one_group_append_no_duplicates(settings: Settings) -> None:
+    f = CdcFactory()
+    ids = [f"001{n:012d}AAA" for n in range(40)]
+    changes: list[Any] = []
+    for cid in ids:
+        changes += [f.create(cid), f.update(cid, Phone=cid[-6:]), f.update(cid, Industry="Banking")]
+    produce_changes(settings, changes)
+    apps = [bootstrap.bootstrap(settings) for _ in range(2)]
+    stoppers = [Stopper(), Stopper()]
+    loops = [bootstrap.ingest_loop(app, s, IdleClock(None)) for app, s in zip(apps, stoppers, strict=True)]
+    dsn = settings.postgres.url.get_secret_value()
+    with running(loops[0]) as first, running(loops[1]) as second:
+        wait_for(lambda: event_count(dsn) >= 120, timeout_s=90, what="120 events")
+        for s in stoppers:
+            s.stop()
+    for app in apps:
+        app.close()
+    assert first["code"] == 0 and second["code"] == 0
+    assert event_count(dsn) == 120
+    versions = rows(dsn, "SELECT stream_id, array_agg(version ORDER BY version) FROM events GROUP BY 1")
+    assert all(v == [1, 2, 3] for _, v in versions) and len(versions) == 40
+
+
+def test_the_event_store_reports_a_taken_version_as_a_concurrency_conflict(settings: Settings) -> None:
+    app = bootstrap.bootstrap(settings)
+    try:
+        first, second = app.new_batch(), app.new_batch()
+        for batch in (first, second):
+            batch.preload([A])
+        app.bus.handle(register(A), HandlerContext(first, app.rule))
+        app.bus.handle(register(A, name="Other"), HandlerContext(second, app.rule))
+        app.store.commit(first.changes())
+        with pytest.raises(ConcurrencyConflict):
+            app.store.commit(second.changes())
+    finally:
+        app.close()
+    assert event_count(settings.postgres.url.get_secret_value()) == 1
+
+
+def test_a_concurrency_conflict_is_reloaded_and_retried(settings: Settings) -> None:
+    """A rival writer takes the next version of the stream between our load and our commit."""
+    app = bootstrap.bootstrap(settings)
+    try:
+        seed = app.new_batch()
+        app.bus.handle(register(A), HandlerContext(seed, app.rule))
+        app.store.commit(seed.changes())
+        real_commit = app.store.commit
+        rival_done: list[bool] = []
+
+        def commit_after_a_rival(changes: Any) -> None:
+            if not rival_done:
+                rival_done.append(True)
+                rival = app.new_batch()
+                app.bus.handle(change_phone(A, "rival"), HandlerContext(rival, app.rule))
+                real_commit(rival.changes())
+            real_commit(changes)
+
+        app.store.commit = commit_after_a_rival  # type: ignore[method-assign]
+        processor = IngestProcessor(
+            lambda _m: Decoded([change_phone(A, "ours")]), (), app.store, app.bus, app.new_batch, app.rule
+        )
+        outcome = processor.process([StubMessage()])
+    finally:
+        app.close()
+    assert outcome.events == 1
+    phones = rows(settings.postgres.url.get_secret_value(),
+                  "SELECT version, payload->'changes'->'phone' FROM events WHERE stream_id = %s ORDER BY 1", (A,))
+    assert phones[1:] == [(2, [None, "rival"]), (3, ["rival", "ours"])]

@@ -1,0 +1,50 @@
+"""`worker lag [--json]`: per group and partition, committed offset, end offset and lag; and how old the newest
+Salesforce change reflected in the read model is."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from typing import Any
+
+from worker.entrypoints.commands import add_connection_options, print_json, print_table, settings_from
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("lag", help="consumer lag of the worker's groups and read-model freshness")
+    parser.add_argument("--json", action="store_true")
+    add_connection_options(parser)
+    parser.set_defaults(func=_lag)
+
+
+def _lag(args: argparse.Namespace) -> int:
+    from worker.adapters.kafka.groups import partition_lag
+
+    settings = settings_from(args)
+    k = settings.kafka
+    rows: list[dict[str, Any]] = []
+    for group, topic in ((k.ingest_group, k.cdc_topic), (k.projector_group, k.events_topic)):
+        rows += [{"group": group, **row} for row in partition_lag(k, group, topic)]
+    freshness = _freshness(settings.postgres.url.get_secret_value())
+    if args.json:
+        print_json({"partitions": rows, "read_model": freshness})
+        return 0
+    print_table(rows, ["group", "topic", "partition", "committed", "end", "lag"])
+    newest = freshness["newest_change_at"]
+    age = freshness["age_s"]
+    print(f"\nread model: newest Salesforce change {newest or '-'}" + (f" ({age:.0f}s ago)" if age is not None else ""))
+    return 0
+
+
+def _freshness(dsn: str) -> dict[str, Any]:
+    from worker.adapters.postgres.client_queries import PostgresClientQueries
+    from worker.adapters.postgres.event_store import make_pool
+    from worker.adapters.postgres.read_models import PostgresReadModels
+
+    pool = make_pool(dsn, 1, 5.0)
+    try:
+        stamp = PostgresClientQueries(PostgresReadModels(pool)).newest_change_at()
+    finally:
+        pool.close()
+    age = (datetime.now(UTC) - stamp).total_seconds() if stamp else None
+    return {"newest_change_at": stamp.isoformat() if stamp else None, "age_s": age}
