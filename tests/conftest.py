@@ -13,6 +13,12 @@ from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import pytest
+from hypothesis import settings
+
+# CI explores the same examples every run (a red CI must be reproducible); locally hypothesis stays random.
+settings.register_profile("ci", derandomize=True, deadline=None)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 T = TypeVar("T")
 

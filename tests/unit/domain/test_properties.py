@@ -1,0 +1,90 @@
+"""Properties of the aggregate over arbitrary Salesforce change streams (hypothesis)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from worker.domain import ChangeRef, ClientAggregate, ClientDetails, ForbiddenStatusTransition, StatusRule
+
+ID = "001000000000001AAA"
+RULE = StatusRule()
+
+values = st.one_of(st.none(), st.sampled_from(["a", "b", "Yes", "No", "Customer", "Prospect"]))
+attributes = st.sampled_from(["name", "phone", "industry", "active", "type", "billing_address.city", "extra.X__c"])
+kinds = st.sampled_from(["create", "update", "update", "update", "delete", "undelete", "gap", "resync"])
+
+
+@st.composite
+def change_streams(draw: Any) -> list[tuple[str, ChangeRef, Any]]:
+    stream = []
+    ts = 1_000
+    for n in range(draw(st.integers(1, 25))):
+        ts += draw(st.sampled_from([0, 0, 1000]))  # many changes share a second
+        kind = draw(kinds)
+        data: Any = dict(draw(st.dictionaries(attributes, values, max_size=3)))
+        scn = 10_000 + n  # the commit number grows with the commit order
+        stream.append((kind, ChangeRef(ID, f"tx{n}", 1, ts, commit_number=scn, last_modified_ms=ts), data))
+    return stream
+
+
+def feed(client: ClientAggregate, change: tuple[str, ChangeRef, Any]) -> list[Any]:
+    kind, ref, data = change
+    try:
+        if kind in ("create", "undelete", "resync"):
+            details = ClientDetails(name="Acme").with_changes(data)
+            if kind == "create":
+                events = client.register(details, ref, RULE)
+            elif kind == "undelete":
+                events = client.restore(details, ref, RULE)
+            else:
+                events = client.resynchronize(details, ref.commit_timestamp_ms, False, RULE)
+        elif kind == "update":
+            events = client.change_details(data, ref, RULE)
+        elif kind == "delete":
+            events = client.delete(ref)
+        else:
+            events = client.mark_for_resync("gap", ref)
+    except ForbiddenStatusTransition:
+        return []
+    for event in events:
+        client.apply(event)
+    return list(events)
+
+
+@settings(max_examples=150, deadline=None)
+@given(change_streams())
+def test_state_rebuilt_from_the_returned_events_equals_the_aggregate_state(stream: Any) -> None:
+    client, emitted = ClientAggregate.new(ID), []
+    for change in stream:
+        emitted += feed(client, change)
+    assert ClientAggregate.rehydrate(ID, emitted).snapshot() == client.snapshot()
+
+
+@settings(max_examples=150, deadline=None)
+@given(change_streams(), st.data())
+def test_feeding_any_prefix_of_a_change_stream_again_yields_no_new_events(stream: Any, data: Any) -> None:
+    client = ClientAggregate.new(ID)
+    for change in stream:
+        feed(client, change)
+    cut = data.draw(st.integers(0, len(stream)))
+    replayed = [change for change in stream[:cut] if change[0] != "resync"]  # resyncs are not CDC messages
+    assert [e for change in replayed for e in feed(client, change)] == []
+
+
+@settings(max_examples=150, deadline=None)
+@given(change_streams(), st.data())
+def test_redelivered_changes_shuffled_in_yield_the_same_final_state(stream: Any, data: Any) -> None:
+    cdc = [change for change in stream if change[0] != "resync"]
+    once = ClientAggregate.new(ID)
+    for change in cdc:
+        feed(once, change)
+    with_duplicates, delivered = ClientAggregate.new(ID), []
+    for change in cdc:
+        delivered.append(change)
+        feed(with_duplicates, change)
+        for _ in range(data.draw(st.integers(0, 2))):
+            feed(with_duplicates, data.draw(st.sampled_from(delivered)))  # an earlier message, again
+    assert with_duplicates.snapshot() == once.snapshot()

@@ -1,0 +1,227 @@
+"""ClientAggregate: decides on Salesforce changes and returns events; `apply` is the only state change, so
+rehydration and decision share one path. No I/O, no clock: time and ids come in as arguments."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from worker.domain.errors import DiffMismatch
+from worker.domain.events import (
+    ClientDeleted,
+    ClientDetailsChanged,
+    ClientEvent,
+    ClientMarkedForResync,
+    ClientRegistered,
+    ClientRestored,
+    ClientResynchronized,
+    ClientStatusChanged,
+)
+from worker.domain.services import ClientDomainService
+from worker.domain.text_diff import apply_unified_diff
+from worker.domain.values import ChangeRef, ClientDetails, ClientStatus, StatusRule, TextDiff
+
+RECENT_CHANGES = 64  # change identities remembered for deduplication (same-second changes, redelivery)
+
+
+class ClientAggregate:
+    def __init__(self, client_id: str) -> None:
+        self.client_id = client_id
+        self.version = 0
+        self.registered = False
+        self.details = ClientDetails()
+        self.status = ClientStatus.UNKNOWN
+        self.deleted = False
+        self.needs_resync = False
+        self.resync_reason: str | None = None
+        self.last_commit_ts_ms: int | None = None
+        self.last_commit_number: int | None = None
+        self.resynced_as_of_ms: int | None = None
+        self.recent_changes: tuple[tuple[str, int, str], ...] = ()
+
+    @classmethod
+    def new(cls, client_id: str) -> ClientAggregate:
+        return cls(client_id)
+
+    @classmethod
+    def rehydrate(cls, client_id: str, events: Iterable[ClientEvent]) -> ClientAggregate:
+        client = cls(client_id)
+        for event in events:
+            client.apply(event)
+        return client
+
+    # -- decisions ---------------------------------------------------------------------------------------------
+
+    def register(self, details: ClientDetails, change: ChangeRef, rule: StatusRule) -> list[ClientEvent]:
+        """CREATE (the full record, with the final values of the transaction)."""
+        if self._already_seen(change):
+            return []
+        if self.registered and not self.deleted:
+            return ClientDomainService.determine_event_type(self, details, change, rule)
+        return [ClientRegistered(self.client_id, details, rule.derive(details), change)]
+
+    def change_details(
+        self,
+        changes: Mapping[str, Any],
+        change: ChangeRef,
+        rule: StatusRule,
+        diffs: Mapping[str, TextDiff] | None = None,
+    ) -> list[ClientEvent]:
+        """UPDATE: only the changed attributes (None = set to null); long texts may come as diffs."""
+        if self._already_seen(change):
+            return []
+        if not self.registered:
+            return self._ask_resync("update for a client never registered (a full record is needed)", change)
+        if self.deleted or self.needs_resync:
+            return []  # a deleted client takes no changes; a dirty one waits for its resync
+        values = dict(changes)
+        for path, diff in (diffs or {}).items():
+            previous = self.details.get(path)
+            if not isinstance(previous, str):
+                return self._ask_resync(f"diff for {path} without a stored value", change)
+            try:
+                values[path] = apply_unified_diff(previous, diff.patch)
+            except DiffMismatch as exc:
+                return self._ask_resync(f"diff for {path} does not apply: {exc}", change)
+        return ClientDomainService.determine_event_type(self, self.details.with_changes(values), change, rule)
+
+    def delete(self, change: ChangeRef) -> list[ClientEvent]:
+        if self._already_seen(change) or not self.registered or self.deleted:
+            return []
+        return [ClientDeleted(self.client_id, change)]
+
+    def restore(self, details: ClientDetails, change: ChangeRef, rule: StatusRule) -> list[ClientEvent]:
+        """UNDELETE carries the full record, so it is enough to know a client we never saw."""
+        if self._already_seen(change):
+            return []
+        if self.registered and not self.deleted:
+            return ClientDomainService.determine_event_type(self, details, change, rule)
+        return [ClientRestored(self.client_id, details, rule.derive(details), change)]
+
+    def mark_for_resync(self, reason: str, change: ChangeRef | None) -> list[ClientEvent]:
+        """A gap event (or a dead-lettered change): hold later changes back until the record is fetched."""
+        if change is not None and self._already_seen(change):
+            return []
+        if self.needs_resync:
+            return []
+        return [ClientMarkedForResync(self.client_id, reason, change)]
+
+    def resynchronize(
+        self, details: ClientDetails | None, as_of_ms: int | None, deleted: bool, rule: StatusRule
+    ) -> list[ClientEvent]:
+        """Apply the record as Salesforce has it now (None and deleted=True when it is gone). Salesforce is the
+        truth here, so no status-transition check."""
+        status = rule.derive(details) if details is not None else self.status
+        differences = self.details.diff(details) if details is not None else {}
+        unchanged = (
+            not differences
+            and deleted == self.deleted
+            and (details is None or self.registered)
+            and status == self.status
+        )
+        if unchanged and not self.needs_resync:
+            return []
+        return [ClientResynchronized(self.client_id, details, status, deleted, differences, as_of_ms)]
+
+    # -- guards ------------------------------------------------------------------------------------------------
+
+    def _already_seen(self, change: ChangeRef) -> bool:
+        return self._is_duplicate(change) or self._is_stale(change) or self._is_covered_by_resync(change)
+
+    def _is_duplicate(self, change: ChangeRef) -> bool:
+        return change.identity in self.recent_changes
+
+    def _is_stale(self, change: ChangeRef) -> bool:
+        """Older than the last applied change: a replay. Timestamps have one-second resolution, so within the
+        same second the commit number (SCN, monotonic within an org instance) breaks the tie when both are
+        known; with neither, only the change identity decides."""
+        if self.last_commit_ts_ms is None:
+            return False
+        if change.commit_timestamp_ms != self.last_commit_ts_ms:
+            return change.commit_timestamp_ms < self.last_commit_ts_ms
+        known = change.commit_number is not None and self.last_commit_number is not None
+        return known and change.commit_number < self.last_commit_number  # type: ignore[operator]
+
+    def _is_covered_by_resync(self, change: ChangeRef) -> bool:
+        """Already contained in the record fetched at the last resync (its LastModifiedDate)."""
+        if self.resynced_as_of_ms is None:
+            return False
+        stamp = change.last_modified_ms if change.last_modified_ms is not None else change.commit_timestamp_ms
+        return stamp <= self.resynced_as_of_ms
+
+    def _ask_resync(self, reason: str, change: ChangeRef) -> list[ClientEvent]:
+        if self.needs_resync:
+            return []
+        return [ClientMarkedForResync(self.client_id, reason, change)]
+
+    # -- state -------------------------------------------------------------------------------------------------
+
+    def apply(self, event: ClientEvent) -> None:
+        """The only way state changes."""
+        if isinstance(event, (ClientRegistered, ClientRestored)):
+            self.details, self.status = event.details, event.status
+            self.registered, self.deleted = True, False
+        elif isinstance(event, ClientDetailsChanged):
+            self.details = self.details.with_changes({path: new for path, (_, new) in event.changes.items()})
+        elif isinstance(event, ClientStatusChanged):
+            self.status = event.new_status
+        elif isinstance(event, ClientDeleted):
+            self.deleted = True
+        elif isinstance(event, ClientMarkedForResync):
+            self.needs_resync, self.resync_reason = True, event.reason
+        elif isinstance(event, ClientResynchronized):
+            if event.details is not None:
+                self.details, self.registered = event.details, True
+            self.status, self.deleted = event.status, event.deleted
+            self.needs_resync, self.resync_reason = False, None
+            if event.as_of_ms is not None:
+                self.resynced_as_of_ms = max(self.resynced_as_of_ms or 0, event.as_of_ms)
+                if event.as_of_ms > (self.last_commit_ts_ms or 0):
+                    self.last_commit_ts_ms, self.last_commit_number = event.as_of_ms, None
+        self._remember(event.change_ref)
+        self.version += 1
+
+    def _remember(self, change: ChangeRef | None) -> None:
+        if change is None:
+            return
+        if change.identity not in self.recent_changes:
+            self.recent_changes = (*self.recent_changes, change.identity)[-RECENT_CHANGES:]
+        position = (change.commit_timestamp_ms, change.commit_number)
+        if self.last_commit_ts_ms is None or change.commit_timestamp_ms > self.last_commit_ts_ms:
+            self.last_commit_ts_ms, self.last_commit_number = position
+        elif change.commit_timestamp_ms == self.last_commit_ts_ms and change.commit_number is not None:
+            self.last_commit_number = max(self.last_commit_number or 0, change.commit_number)
+
+    # -- snapshots ---------------------------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "client_id": self.client_id,
+            "version": self.version,
+            "registered": self.registered,
+            "details": self.details.to_dict(),
+            "status": self.status.value,
+            "deleted": self.deleted,
+            "needs_resync": self.needs_resync,
+            "resync_reason": self.resync_reason,
+            "last_commit_ts_ms": self.last_commit_ts_ms,
+            "last_commit_number": self.last_commit_number,
+            "resynced_as_of_ms": self.resynced_as_of_ms,
+            "recent_changes": [list(identity) for identity in self.recent_changes],
+        }
+
+    @classmethod
+    def from_snapshot(cls, state: Mapping[str, Any]) -> ClientAggregate:
+        client = cls(state["client_id"])
+        client.version = state["version"]
+        client.registered = state["registered"]
+        client.details = ClientDetails.from_dict(state["details"])
+        client.status = ClientStatus(state["status"])
+        client.deleted = state["deleted"]
+        client.needs_resync = state["needs_resync"]
+        client.resync_reason = state.get("resync_reason")
+        client.last_commit_ts_ms = state.get("last_commit_ts_ms")
+        client.last_commit_number = state.get("last_commit_number")
+        client.resynced_as_of_ms = state.get("resynced_as_of_ms")
+        client.recent_changes = tuple((str(t), int(s), str(r)) for t, s, r in state.get("recent_changes", []))
+        return client

@@ -1,0 +1,51 @@
+"""ClientDomainService: decisions that need more than one aggregate or an outside fact, passed in."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from worker.domain.errors import ForbiddenStatusTransition
+from worker.domain.events import ClientDetailsChanged, ClientEvent, ClientStatusChanged
+from worker.domain.values import ChangeRef, ClientDetails, ClientStatus, StatusRule
+
+if TYPE_CHECKING:
+    from worker.domain.model import ClientAggregate
+
+
+@dataclass(frozen=True)
+class ResyncPlan:
+    to_fetch: tuple[str, ...]
+    gone: tuple[str, ...]
+
+
+class ClientDomainService:
+    @staticmethod
+    def determine_event_type(
+        existing: ClientAggregate, new_details: ClientDetails, change: ChangeRef, rule: StatusRule
+    ) -> list[ClientEvent]:
+        """What a new state of a known client amounts to: nothing, a details change, and a status change when
+        the derived status moved (checked against the business's transitions). A full record for a live client
+        (a CREATE carrying later data, an UNDELETE of a live client) takes this path too, never a second
+        registration."""
+        differences = existing.details.diff(new_details)
+        if not differences:
+            return []
+        events: list[ClientEvent] = [ClientDetailsChanged(existing.client_id, differences, change)]
+        status = rule.derive(new_details)
+        if status != existing.status:
+            ClientDomainService.validate_client_status(existing.status, status, rule)
+            events.append(ClientStatusChanged(existing.client_id, existing.status, status, change))
+        return events
+
+    @staticmethod
+    def validate_client_status(old: ClientStatus, new: ClientStatus, rule: StatusRule) -> None:
+        if not rule.allowed(old, new):
+            raise ForbiddenStatusTransition(old.value, new.value)
+
+    @staticmethod
+    def plan_resync(known_ids: Iterable[str], fetched_ids: Iterable[str]) -> ResyncPlan:
+        """After a full resync: fetched clients are applied, known clients Salesforce no longer has are gone."""
+        fetched = tuple(dict.fromkeys(fetched_ids))
+        return ResyncPlan(fetched, tuple(sorted(set(known_ids) - set(fetched))))

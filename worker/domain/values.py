@@ -1,0 +1,175 @@
+"""Value objects of the client domain: plain, frozen, standard library only."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from enum import StrEnum
+from typing import Any
+
+from worker.domain.errors import UnknownAttribute
+
+
+@dataclass(frozen=True)
+class ChangeRef:
+    """Salesforce's identity and position of one change of one record."""
+
+    record_id: str
+    transaction_key: str
+    sequence_number: int
+    commit_timestamp_ms: int
+    commit_number: int | None = None
+    last_modified_ms: int | None = None
+
+    @property
+    def identity(self) -> tuple[str, int, str]:
+        return (self.transaction_key, self.sequence_number, self.record_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ChangeRef:
+        return cls(
+            record_id=str(data["record_id"]),
+            transaction_key=str(data["transaction_key"]),
+            sequence_number=int(data["sequence_number"]),
+            commit_timestamp_ms=int(data["commit_timestamp_ms"]),
+            commit_number=data.get("commit_number"),
+            last_modified_ms=data.get("last_modified_ms"),
+        )
+
+
+@dataclass(frozen=True)
+class Address:
+    street: str | None = None
+    city: str | None = None
+    state: str | None = None
+    postal_code: str | None = None
+    country: str | None = None
+    state_code: str | None = None
+    country_code: str | None = None
+    latitude: float | None = None
+    longitude: float | None = None
+    geocode_accuracy: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+ADDRESS_PARTS = tuple(f.name for f in fields(Address))
+
+
+@dataclass(frozen=True)
+class ClientDetails:
+    """What the business knows of a client. ``extra`` holds unmapped Salesforce fields by their name."""
+
+    name: str | None = None
+    type: str | None = None
+    industry: str | None = None
+    phone: str | None = None
+    website: str | None = None
+    billing_address: Address = field(default_factory=Address)
+    owner_id: str | None = None
+    annual_revenue: float | None = None
+    employees: int | None = None
+    rating: str | None = None
+    account_source: str | None = None
+    parent_id: str | None = None
+    active: str | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def get(self, path: str) -> Any:
+        head, _, rest = path.partition(".")
+        if head == "billing_address" and rest in ADDRESS_PARTS:
+            return getattr(self.billing_address, rest)
+        if head == "extra" and rest:
+            return self.extra.get(rest)
+        if head in PLAIN_ATTRIBUTES and not rest:
+            return getattr(self, head)
+        raise UnknownAttribute(path)
+
+    def with_changes(self, changes: Mapping[str, Any]) -> ClientDetails:
+        """A copy with ``changes`` (attribute path -> new value, None = set to null) applied."""
+        plain: dict[str, Any] = {}
+        address: dict[str, Any] = {}
+        extra = dict(self.extra)
+        for path, value in changes.items():
+            self.get(path)  # raises UnknownAttribute
+            head, _, rest = path.partition(".")
+            if head == "billing_address":
+                address[rest] = value
+            elif head == "extra":
+                extra[rest] = value
+            else:
+                plain[head] = value
+        return replace(self, **plain, billing_address=replace(self.billing_address, **address), extra=extra)
+
+    def paths(self) -> dict[str, Any]:
+        """Every attribute by path: plain ones, address components, extra keys."""
+        flat = {name: getattr(self, name) for name in PLAIN_ATTRIBUTES}
+        flat.update({f"billing_address.{part}": getattr(self.billing_address, part) for part in ADDRESS_PARTS})
+        flat.update({f"extra.{key}": value for key, value in self.extra.items()})
+        return flat
+
+    def diff(self, other: ClientDetails) -> dict[str, tuple[Any, Any]]:
+        """Attribute path -> (value here, value in ``other``) for every path that differs."""
+        mine, theirs = self.paths(), other.paths()
+        return {
+            path: (mine.get(path), theirs.get(path))
+            for path in sorted(mine.keys() | theirs.keys())
+            if mine.get(path) != theirs.get(path)
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {name: getattr(self, name) for name in PLAIN_ATTRIBUTES}
+        data["billing_address"] = self.billing_address.to_dict()
+        data["extra"] = dict(self.extra)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ClientDetails:
+        address = Address(**{part: (data.get("billing_address") or {}).get(part) for part in ADDRESS_PARTS})
+        plain = {name: data.get(name) for name in PLAIN_ATTRIBUTES}
+        return cls(**plain, billing_address=address, extra=dict(data.get("extra") or {}))
+
+
+PLAIN_ATTRIBUTES = tuple(f.name for f in fields(ClientDetails) if f.name not in ("billing_address", "extra"))
+
+
+class ClientStatus(StrEnum):
+    PROSPECT = "prospect"
+    ACTIVE = "active"
+    INACTIVE = "inactive"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class StatusRule:
+    """Derives a client's status from its record; the default mirrors Salesforce's sample org
+    (`Type` "Prospect…", the `Active__c` Yes/No picklist)."""
+
+    prospect_types: tuple[str, ...] = ("Prospect",)
+    active_values: tuple[str, ...] = ("Yes",)
+    inactive_values: tuple[str, ...] = ("No",)
+
+    def derive(self, details: ClientDetails) -> ClientStatus:
+        kind = (details.type or "").strip().lower()
+        if kind and any(kind.startswith(p.lower()) for p in self.prospect_types):
+            return ClientStatus.PROSPECT
+        if details.active in self.active_values:
+            return ClientStatus.ACTIVE
+        if details.active in self.inactive_values:
+            return ClientStatus.INACTIVE
+        return ClientStatus.UNKNOWN
+
+    def allowed(self, old: ClientStatus, new: ClientStatus) -> bool:
+        """A customer (active or churned) never becomes a prospect again."""
+        return not (old in (ClientStatus.ACTIVE, ClientStatus.INACTIVE) and new is ClientStatus.PROSPECT)
+
+
+@dataclass(frozen=True)
+class TextDiff:
+    """A Salesforce unified diff of a long text value (see `text_diff.apply_unified_diff`)."""
+
+    patch: str
