@@ -93,7 +93,7 @@ def retry_transient(
 
     retrying = Retrying(
         retry=retry_if_exception(lambda exc: classify(exc) is Kind.TRANSIENT),
-        wait=wait_exponential_jitter(initial=retry.initial_backoff_s, max=retry.max_backoff_s),
+        wait=wait_exponential_jitter(multiplier=retry.initial_backoff_s, max=retry.max_backoff_s, jitter=retry.initial_backoff_s),
         sleep=sleep,
         before_sleep=before_sleep,
         reraise=True,

@@ -1,0 +1,98 @@
+"""Writer schemas of change events, found by schema id: `schemas/salesforce/index.json` first, then a fetch
+callable (Salesforce's REST event-schema resource through the gateway, or a Schema Registry), cached by id."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import fastavro
+
+from worker.adapters.salesforce.bitmap import FieldLayout
+from worker.adapters.salesforce.errors import UnknownSchema
+
+SCHEMAS_DIR = Path(__file__).resolve().parents[3] / "schemas" / "salesforce"
+
+
+class WriterSchema:
+    def __init__(self, schema_id: str, raw: dict[str, Any]) -> None:
+        self.schema_id = schema_id
+        self.raw = raw
+        self.parsed = fastavro.parse_schema(raw)
+        self.layout = layout_of(raw)
+
+
+def layout_of(raw: dict[str, Any]) -> FieldLayout:
+    """Field order for bitmap decoding; nested names of record-typed fields (the record branch of a union)."""
+    records: dict[str, dict[str, Any]] = {}
+
+    def collect(node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "record" and "name" in node:
+                records[node["name"]] = node
+                records[node["name"].split(".")[-1]] = node
+            for value in node.values():
+                collect(value)
+        elif isinstance(node, list):
+            for value in node:
+                collect(value)
+
+    collect(raw)
+    names = tuple(field["name"] for field in raw["fields"])
+    nested: dict[str, tuple[str, ...]] = {}
+    for field in raw["fields"]:
+        branches = field["type"] if isinstance(field["type"], list) else [field["type"]]
+        for branch in branches:
+            record = branch if isinstance(branch, dict) else records.get(str(branch).split(".")[-1])
+            if isinstance(record, dict) and record.get("type") == "record" and field["name"] != "ChangeEventHeader":
+                nested[field["name"]] = tuple(f["name"] for f in record["fields"])
+    return FieldLayout(names, nested)
+
+
+class SchemaResolver:
+    def __init__(self, fetch: Callable[[str], str] | None = None, directory: Path = SCHEMAS_DIR) -> None:
+        self._fetch = fetch
+        self._directory = directory
+        self._cache: dict[str, WriterSchema] = {}
+        self._lock = threading.Lock()
+
+    def add(self, schema_id: str, raw: dict[str, Any] | str) -> WriterSchema:
+        schema = WriterSchema(schema_id, json.loads(raw) if isinstance(raw, str) else raw)
+        with self._lock:
+            self._cache[schema_id] = schema
+        return schema
+
+    def get(self, schema_id: str) -> WriterSchema:
+        """The writer schema for ``schema_id``; `UnknownSchema` when neither the folder nor the fetch has it."""
+        cached = self._cache.get(schema_id)
+        if cached is not None:
+            return cached
+        raw = self._from_directory(schema_id)
+        if raw is None and self._fetch is not None:
+            raw = self._fetch(schema_id)
+        if raw is None:
+            raise UnknownSchema(f"no writer schema for schema id {schema_id!r} (add it to schemas/salesforce/)")
+        try:
+            return self.add(schema_id, raw)
+        except (ValueError, KeyError, TypeError, fastavro.schema.SchemaParseException) as exc:
+            raise UnknownSchema(f"schema {schema_id!r} is not a valid Avro schema: {exc}") from exc
+
+    def known(self, schema_id: str | None) -> WriterSchema | None:
+        """The schema when it can be had without error, else None."""
+        if not schema_id:
+            return None
+        try:
+            return self.get(schema_id)
+        except UnknownSchema:
+            return None
+
+    def _from_directory(self, schema_id: str) -> str | None:
+        index = self._directory / "index.json"
+        if not index.exists():
+            return None
+        files = json.loads(index.read_text(encoding="utf-8")).get("schemas", {})
+        name = files.get(schema_id)
+        return (self._directory / name).read_text(encoding="utf-8") if name else None

@@ -1,0 +1,110 @@
+"""`ChangeEvent` -> commands, one per record id. Salesforce's envelope, field names and change types end here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from worker.adapters.salesforce.change_event import ChangeEvent, ChangeType, FieldState
+from worker.adapters.salesforce.ids import OVERFLOW_ID, is_wildcard
+from worker.adapters.salesforce.mapping import FieldMapping
+from worker.application.commands import (
+    ChangeClientDetails,
+    ChangeMetadata,
+    ClientData,
+    Command,
+    DeleteClient,
+    MarkClientForResync,
+    RegisterClient,
+    RestoreClient,
+    ResyncAllClients,
+    ResyncClients,
+)
+
+ACCOUNT_NAMES = frozenset({"account", "accountchangeevent", "/data/accountchangeevent"})
+
+
+@dataclass(frozen=True)
+class KafkaCoordinates:
+    topic: str
+    partition: int
+    offset: int
+    traceparent: str | None = None
+
+
+@dataclass(frozen=True)
+class TranslationResult:
+    commands: list[Command] = field(default_factory=list)
+    skipped: str | None = None  # why nothing is done: other entity, echo, snapshot
+
+
+def is_account(entity_name: str) -> bool:
+    return entity_name.strip().lower() in ACCOUNT_NAMES
+
+
+def translate(
+    event: ChangeEvent, kafka: KafkaCoordinates, *, mapping: FieldMapping, own_client_id: str | None = None
+) -> TranslationResult:
+    if not is_account(event.entity_name):
+        # Person accounts also emit Contact events, lead conversions Lead/Opportunity ones: not ours.
+        return TranslationResult(skipped=f"entity {event.entity_name}")
+    if own_client_id and f"client={own_client_id}" in event.change_origin:
+        return TranslationResult(skipped="echo")
+    meta = _metadata(event, kafka)
+    kind = event.change_type
+    if kind is ChangeType.GAP_OVERFLOW or any(is_wildcard(i) or i == OVERFLOW_ID for i in event.record_ids):
+        return TranslationResult([ResyncAllClients(reason=f"{kind.value} {event.record_ids[0]}", change=meta)])
+    if kind is ChangeType.SNAPSHOT:
+        return TranslationResult(skipped="snapshot change type (reserved by Salesforce)")
+    if kind.is_gap:
+        marks: list[Command] = [
+            MarkClientForResync(client_id=cid, reason=f"{kind.value} event", change=meta) for cid in event.record_ids
+        ]
+        return TranslationResult([*marks, ResyncClients(client_ids=event.record_ids, reason=kind.value, change=meta)])
+    return TranslationResult([_command(kind, cid, event, meta, mapping) for cid in event.record_ids])
+
+
+def _command(
+    kind: ChangeType, client_id: str, event: ChangeEvent, meta: ChangeMetadata, mapping: FieldMapping
+) -> Command:
+    if kind is ChangeType.CREATE:
+        return RegisterClient(client_id=client_id, data=_full_record(event, mapping), change=meta)
+    if kind is ChangeType.UNDELETE:
+        return RestoreClient(client_id=client_id, data=_full_record(event, mapping), change=meta)
+    if kind is ChangeType.DELETE:
+        return DeleteClient(client_id=client_id, change=meta)
+    changes: dict[str, object] = {}
+    diffs: dict[str, str] = {}
+    for name, value in event.changed().items():
+        if value.state is FieldState.DIFF:
+            attribute = mapping.attribute(name)
+            if attribute is not None:
+                diffs[attribute] = str(value.value)
+        else:
+            changes.update(mapping.values(name, value.value if value.state is FieldState.SET else None))
+    return ChangeClientDetails(client_id=client_id, changes=changes, diffs=diffs, change=meta)
+
+
+def _full_record(event: ChangeEvent, mapping: FieldMapping) -> ClientData:
+    return mapping.client_data({name: v.value for name, v in event.fields.items() if v.state is FieldState.SET})
+
+
+def _metadata(event: ChangeEvent, kafka: KafkaCoordinates) -> ChangeMetadata:
+    last_modified = event.value("LastModifiedDate")
+    return ChangeMetadata(
+        transaction_key=event.transaction_key,
+        sequence_number=event.sequence_number,
+        commit_timestamp_ms=event.commit_timestamp_ms,
+        commit_number=event.commit_number,
+        commit_user=event.commit_user,
+        change_type=event.change_type.value,
+        change_origin=event.change_origin,
+        replay_id=event.replay_id,
+        event_id=event.event_id,
+        last_modified_ms=int(last_modified) if isinstance(last_modified, (int, float)) else None,
+        source_topic=kafka.topic,
+        source_partition=kafka.partition,
+        source_offset=kafka.offset,
+        correlation_id=event.transaction_key,
+        causation_id=f"{kafka.topic}:{kafka.partition}:{kafka.offset}",
+        traceparent=kafka.traceparent,
+    )
