@@ -123,6 +123,15 @@ class RetrySettings(_Section):
     conflict_retries: int = Field(default=5, ge=0)
 
 
+def backoff(retry: RetrySettings) -> Any:
+    """The one backoff policy: exponential from `initial_backoff_s`, capped, with proportional jitter."""
+    from tenacity import wait_exponential_jitter
+
+    return wait_exponential_jitter(
+        multiplier=retry.initial_backoff_s, max=retry.max_backoff_s, jitter=retry.initial_backoff_s
+    )
+
+
 class DomainSettings(_Section):
     prospect_types: tuple[str, ...] = ("Prospect",)
     active_values: tuple[str, ...] = ("Yes",)

@@ -62,10 +62,10 @@ def test_cdc_messages_become_events_in_the_store_and_on_the_events_topic(setting
                                f.update(A, nulled=("Industry",)), f.delete(B)])
     assert run_role(settings, "ingest") == 0
     stored = rows(settings.postgres.url.get_secret_value(),
-                  "SELECT stream_id, version, event_type, metadata FROM events ORDER BY global_position")
+                  "SELECT stream_id, version, event_type, metadata FROM events ORDER BY stream_id, version")
     assert [(s, v, t) for s, v, t, _ in stored] == [
-        (A, 1, "ClientRegistered"), (B, 1, "ClientRegistered"), (A, 2, "ClientDetailsChanged"),
-        (A, 3, "ClientDetailsChanged"), (B, 2, "ClientDeleted"),
+        (A, 1, "ClientRegistered"), (A, 2, "ClientDetailsChanged"), (A, 3, "ClientDetailsChanged"),
+        (B, 1, "ClientRegistered"), (B, 2, "ClientDeleted"),
     ]
     meta = stored[0][3]
     assert meta["source_topic"] == settings.kafka.cdc_topic and meta["transaction_key"]
@@ -199,18 +199,19 @@ def test_a_concurrency_conflict_is_reloaded_and_retried(settings: Settings) -> N
         app.store.commit(seed.changes())
         real_commit = app.store.commit
         rival_done: list[bool] = []
+        rival_change, our_change = change_phone(A, "rival"), change_phone(A, "ours")  # Salesforce's order
 
         def commit_after_a_rival(changes: Any) -> None:
             if not rival_done:
                 rival_done.append(True)
                 rival = app.new_batch()
-                app.bus.handle(change_phone(A, "rival"), HandlerContext(rival, app.rule))
+                app.bus.handle(rival_change, HandlerContext(rival, app.rule))
                 real_commit(rival.changes())
             real_commit(changes)
 
         app.store.commit = commit_after_a_rival  # type: ignore[method-assign]
         processor = IngestProcessor(
-            lambda _m: Decoded([change_phone(A, "ours")]), (), app.store, app.bus, app.new_batch, app.rule
+            lambda _m: Decoded([our_change]), (), app.store, app.bus, app.new_batch, app.rule
         )
         outcome = processor.process([StubMessage()])
     finally:

@@ -107,6 +107,6 @@ class ClientBatch:
             client = ClientAggregate.new(client_id)
         for stored in stream.events:
             _, payload = self._upcasters.upcast(stored.event_type, stored.schema_version, stored.payload)
-            client.apply(event_from_payload(stored.event_type, payload))
+            client.apply(event_from_payload(stored.event_type, payload, stored.stream_id))
             self.events_replayed += 1
         return client

@@ -58,8 +58,9 @@ class ConsumerLoop:
             while not self._stopper.stopping:
                 # 1. consume a batch
                 batch = self._consumer.consume(self._kafka.batch_size, self._kafka.batch_timeout_s)
-                if batch:
+                if batch or not self._consumer.joined:  # idle time counts once the group has let us in
                     self._idle.busy()
+                if batch:
                     self._run_batch(batch)
                     batch = ()
                 worked = self._background() if self._background else 0

@@ -9,9 +9,9 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential_jitter
+from tenacity import RetryCallState, Retrying, retry_if_exception
 
-from worker.config import RetrySettings
+from worker.config import RetrySettings, backoff
 from worker.entrypoints.failures import Kind, classify
 
 log = logging.getLogger("worker.runtime")
@@ -93,7 +93,7 @@ def retry_transient(
 
     retrying = Retrying(
         retry=retry_if_exception(lambda exc: classify(exc) is Kind.TRANSIENT),
-        wait=wait_exponential_jitter(multiplier=retry.initial_backoff_s, max=retry.max_backoff_s, jitter=retry.initial_backoff_s),
+        wait=backoff(retry),
         sleep=sleep,
         before_sleep=before_sleep,
         reraise=True,

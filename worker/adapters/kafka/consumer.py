@@ -50,6 +50,7 @@ class BatchConsumer:
         self._on_assigned = on_assigned
         self._on_revoked = on_revoked
         self.assignment: set[tuple[str, int]] = set()
+        self.joined = False  # the group handed us an assignment (possibly empty) at least once
 
     def _client(self) -> Consumer:
         if self._consumer is None:
@@ -115,6 +116,7 @@ class BatchConsumer:
 
     def _assigned(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.assignment |= {(tp.topic, tp.partition) for tp in partitions}
+        self.joined = True
         log.info("assigned %s", _names(partitions))
         if self._on_assigned:
             self._on_assigned(partitions)

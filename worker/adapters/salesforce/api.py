@@ -16,7 +16,7 @@ from typing import Any
 import pybreaker
 import requests
 from simple_salesforce import SalesforceLogin, format_soql
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
 from worker.adapters.salesforce.api_errors import (
     CircuitOpen,
@@ -25,7 +25,7 @@ from worker.adapters.salesforce.api_errors import (
     SalesforceRequestError,
     SalesforceUnavailable,
 )
-from worker.config import RetrySettings, SalesforceSettings
+from worker.config import RetrySettings, SalesforceSettings, backoff
 
 log = logging.getLogger("worker.salesforce")
 
@@ -125,9 +125,7 @@ class SalesforceApi:
         retrying = Retrying(
             retry=retry_if_exception(lambda exc: getattr(exc, "transient", False)),
             stop=stop_after_attempt(self._retry.max_attempts),
-            wait=wait_exponential_jitter(
-                multiplier=self._retry.initial_backoff_s, max=self._retry.max_backoff_s, jitter=self._retry.initial_backoff_s
-            ),
+            wait=backoff(self._retry),
             before_sleep=count,
             reraise=True,
         )
