@@ -17,8 +17,9 @@ from worker.adapters.kafka.types import KafkaMessage, header_dict
 from worker.adapters.postgres.event_store import PostgresEventStore, make_pool
 from worker.adapters.postgres.outbox import PostgresOutbox
 from worker.adapters.salesforce.errors import ChangeEventParseError
-from worker.adapters.salesforce.event_parser import SchemaResolver, parse
+from worker.adapters.salesforce.event_parser import parse
 from worker.adapters.salesforce.mapping import FieldMapping
+from worker.adapters.salesforce.schemas import SchemaResolver
 from worker.adapters.salesforce.translator import KafkaCoordinates, translate
 from worker.application.bus import CommandBus, default_middleware
 from worker.application.ports import ClientSource

@@ -21,7 +21,7 @@ log = logging.getLogger("worker.relay")
 EVENT_HEADERS = ("event_type", "event_id", "schema_version", "correlation_id", "causation_id", "traceparent")
 
 
-def event_headers(row: OutboxRow) -> list[tuple[str, bytes]]:
+def event_headers(row: OutboxRow) -> list[tuple[str, str | bytes | None]]:
     values = {
         "event_type": row.event_type,
         "event_id": row.event_id,
@@ -88,11 +88,14 @@ class OutboxRelay:
         delivered: set[int] = set()
         errors: list[Any] = []
 
-        def report(err: KafkaError | None, msg: Any, position: int) -> None:
-            if err is None:
-                delivered.add(position)
-            else:
-                errors.append(err)
+        def report_for(position: int) -> Any:
+            def report(err: KafkaError | None, _msg: Any) -> None:
+                if err is None:
+                    delivered.add(position)
+                else:
+                    errors.append(err)
+
+            return report
 
         for row in rows:
             self._producer.produce(
@@ -100,7 +103,7 @@ class OutboxRelay:
                 key=row.stream_id.encode(),
                 value=self._encode(row),
                 headers=event_headers(row),
-                on_delivery=lambda err, msg, p=row.position: report(err, msg, p),
+                on_delivery=report_for(row.position),
             )
             self._producer.poll(0)
         self._producer.flush(60)

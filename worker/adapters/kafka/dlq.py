@@ -13,7 +13,7 @@ from enum import StrEnum
 from confluent_kafka import Producer
 
 from worker import __version__
-from worker.adapters.kafka.types import KafkaMessage
+from worker.adapters.kafka.types import KafkaMessage, header_dict
 
 PREFIX = "__worker.errors."
 H_TOPIC = PREFIX + "topic"
@@ -64,7 +64,9 @@ class DeadLetterPublisher:
     def publish(self, letter: DeadLetter) -> None:
         msg = letter.message
         now_ms = int(time.time() * 1000)
-        original = [(k, v) for k, v in (msg.headers() or []) if not k.startswith(PREFIX) or k in _KEPT]
+        original: list[tuple[str, str | bytes | None]] = [
+            (k, v) for k, v in header_dict(msg).items() if not k.startswith(PREFIX) or k in _KEPT
+        ]
         headers = original + _text_headers(
             {
                 H_TOPIC: msg.topic(),
@@ -120,7 +122,7 @@ def replay_count(msg: KafkaMessage) -> int:
     return 0
 
 
-def _text_headers(values: dict[str, object]) -> list[tuple[str, bytes]]:
+def _text_headers(values: dict[str, object]) -> list[tuple[str, str | bytes | None]]:
     return [(k, str(v).encode("utf-8")) for k, v in values.items() if v is not None]
 
 

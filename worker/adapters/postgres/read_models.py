@@ -71,4 +71,5 @@ class PostgresReadModels:
 
     def fetch(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict[str, Any]]:
         with self._conn() as conn, conn.cursor(row_factory=dict_row) as cur:
-            return cur.execute(sql, params).fetchall()
+            rows: list[dict[str, Any]] = cur.execute(sql, params).fetchall()
+            return rows

@@ -15,7 +15,7 @@ from typing import Any
 
 import pybreaker
 import requests
-from simple_salesforce import SalesforceLogin, format_soql
+from simple_salesforce import SalesforceLogin, format_soql  # type: ignore[attr-defined]
 from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
 from worker.adapters.salesforce.api_errors import (
@@ -76,7 +76,8 @@ class SalesforceApi:
 
     def fetch_account(self, record_id: str) -> dict[str, Any] | None:
         """One Account; None when Salesforce answers 404 (deleted or never existed)."""
-        return self._call("GET", f"sobjects/Account/{record_id}")
+        record: dict[str, Any] | None = self._call("GET", f"sobjects/Account/{record_id}")
+        return record
 
     def fetch_accounts(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Accounts by id, in SOQL batches; ids Salesforce does not return are absent."""
