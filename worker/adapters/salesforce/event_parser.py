@@ -61,7 +61,7 @@ def _headers(headers: Headers) -> dict[str, str]:
 def _parse(value: bytes, headers: dict[str, str], fmt: str, schemas: SchemaResolver) -> ChangeEvent:
     if not value:
         raise UnparseableChangeEvent("empty message value")
-    looks_json = value.lstrip()[:1] == b"{"
+    looks_json = value.lstrip()[:1] in (b"{", b"[")
     if fmt == "confluent-avro" or (fmt == "auto" and value[:1] == b"\x00" and len(value) > 5):
         return _confluent_avro(value, schemas)
     if fmt == "pubsub-avro" or (fmt == "auto" and not looks_json):
