@@ -118,7 +118,7 @@ def _key_of(value: bytes) -> bytes | None:
         return None  # still produced: the worker dead-letters what it cannot parse
     if not isinstance(doc, dict):
         return None
-    data = doc.get("data") if isinstance(doc.get("data"), dict) else {}
+    data: dict[str, Any] = doc["data"] if isinstance(doc.get("data"), dict) else {}
     for holder in (doc, doc.get("payload"), data.get("payload")):
         if isinstance(holder, dict) and isinstance(holder.get("ChangeEventHeader"), dict):
             ids = holder["ChangeEventHeader"].get("recordIds") or []
@@ -138,6 +138,8 @@ def _avro_messages(data: bytes) -> Iterator[tuple[bytes | None, bytes, list[tupl
     reader = fastavro.reader(io.BytesIO(data))
     schema_id = (reader.metadata.get("salesforce.schema_id") or "AccountChangeEvent-v1")
     for record in reader:
+        if not isinstance(record, dict):
+            raise CliError("an Avro file of change events holds records only")
         ids = record["ChangeEventHeader"]["recordIds"]
         yield (ids[0].encode() if ids else None, encode_record(reader.writer_schema, record),
                [("schema_id", schema_id.encode())])
