@@ -2,32 +2,43 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
+# python3.11, else python3 when it is 3.11 or newer (checked when the venv is created).
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# stack.py is stdlib only; the venv's python (once it exists) adds a real metadata request to the readiness check.
+STACK_PY = $(if $(wildcard $(PY)),$(PY),$(PYTHON))
 WITH_STACK := PYTHON=$(PY) deploy/with-stack.sh
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
+# Re-installed only when pyproject.toml is newer than the stamp.
 $(STAMP): pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || (echo "Python 3.11+ is required" && exit 1)
+	@test -n "$(PYTHON)" || (echo "python3.11 or python3 (3.11+) is required" && exit 1)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| (echo "Python 3.11+ is required ($(PYTHON) is $$($(PYTHON) -V 2>&1))" && exit 1)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
+venv: $(STAMP)  ## create .venv and install the package with its dev extra (same as install)
+
 install: $(STAMP)  ## create .venv and install the package with its dev extra
 
-up: install  ## start Kafka (KRaft) and PostgreSQL on 127.0.0.1 (idempotent)
-	$(PY) deploy/stack.py up
+up:  ## start Kafka (KRaft) and PostgreSQL on 127.0.0.1 (idempotent); STACK_* variables change ports and folder
+	$(STACK_PY) deploy/stack.py up
 
 down:  ## stop both, by PID
-	$(PYTHON) deploy/stack.py down
+	$(STACK_PY) deploy/stack.py down
 
 status:  ## show the local stack
-	$(PYTHON) deploy/stack.py status
+	$(STACK_PY) deploy/stack.py status
+
+env:  ## print the export lines for KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL
+	@$(STACK_PY) deploy/stack.py env
 
 lint: install  ## ruff
 	$(VENV)/bin/ruff check worker tests deploy
@@ -35,14 +46,15 @@ lint: install  ## ruff
 typecheck: install  ## mypy (strict on worker/domain and worker/application)
 	$(VENV)/bin/mypy worker
 
+# with-stack.sh uses KAFKA_BOOTSTRAP_SERVERS/DATABASE_URL when both are set; otherwise it starts the stack, runs
+# pytest, and stops what it started, also when the tests fail. pytest's exit code is kept.
 test: install lint typecheck  ## the test suite: unit, integration, e2e (starts the stack when needed)
 	$(WITH_STACK) $(VENV)/bin/pytest tests/unit tests/integration tests/e2e
 
 unit: install  ## unit tests only (no servers)
 	$(VENV)/bin/pytest tests/unit
 
-demo: install  ## stack up, migrate, topics, CDC messages in, clients and dead letters out
-	$(PY) deploy/stack.py up
+demo: install up  ## stack up, migrate, topics, CDC messages in, clients and dead letters out
 	PYTHON=$(PY) bash deploy/demo.sh
 
 bench: install  ## benchmark against same-run baselines (BENCH_N, BENCH_SCALE, OUT=file.json)
@@ -56,7 +68,7 @@ compose-down:
 	@docker info >/dev/null 2>&1 || (echo "no Docker engine answers here" && exit 1)
 	docker compose -f deploy/compose.yaml down
 
-clean: down  ## stop the stack and remove its data
-	rm -rf .stack
+clean:  ## stop the stack and remove its data (the .stack folder, or STACK_DIR)
+	$(STACK_PY) deploy/stack.py clean
 
-.PHONY: help install up down status lint typecheck test unit demo bench compose-up compose-down clean
+.PHONY: help venv install up down status env lint typecheck test unit demo bench compose-up compose-down clean

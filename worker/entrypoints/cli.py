@@ -60,6 +60,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a broker or database that refuses: one readable line, not a traceback
+        if type(exc).__module__.split(".")[0] not in ("cimpl", "confluent_kafka", "psycopg", "psycopg_pool"):
+            raise
+        print(f"worker: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}",
+              file=sys.stderr)
+        return 1
     return int(code or 0)
 
 
