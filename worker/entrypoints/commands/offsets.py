@@ -8,6 +8,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
+from worker.config import KafkaSettings
 from worker.entrypoints.commands import (
     EXIT_REFUSED,
     EXIT_USAGE,
@@ -54,9 +55,9 @@ def add_reset_arguments(parser: argparse.ArgumentParser, *, only_datetime: bool 
 def _default_topic(args: argparse.Namespace, settings: Any) -> str:
     if args.topic:
         return str(args.topic)
-    k = settings.kafka
+    k: KafkaSettings = settings.kafka
     topics: dict[str, str] = {k.ingest_group: k.cdc_topic, k.projector_group: k.events_topic}
-    return topics.get(args.group, k.cdc_topic)
+    return topics.get(str(args.group), k.cdc_topic)
 
 
 def _show(args: argparse.Namespace) -> int:
