@@ -220,3 +220,40 @@ def test_a_concurrency_conflict_is_reloaded_and_retried(settings: Settings) -> N
     phones = rows(settings.postgres.url.get_secret_value(),
                   "SELECT version, payload->'changes'->'phone' FROM events WHERE stream_id = %s ORDER BY 1", (A,))
     assert phones[1:] == [(2, [None, "rival"]), (3, ["rival", "ours"])]
+
+
+def test_gap_resyncs_wait_behind_an_open_circuit_and_complete_when_salesforce_returns(
+    worker_env: dict[str, str],
+) -> None:
+    from tests.fakes.salesforce_server import FakeSalesforce
+
+    with FakeSalesforce() as fake:
+        fake.add(A, Name="Acme from Salesforce", Phone="+1 555")
+        settings = settings_for(
+            worker_env, WORKER_SALESFORCE__AUTH="session", WORKER_SALESFORCE__SESSION_ID="token",
+            WORKER_SALESFORCE__INSTANCE_URL=fake.url, WORKER_RETRY__MAX_ATTEMPTS="1",
+            WORKER_RETRY__BREAKER_FAIL_MAX="2", WORKER_RETRY__BREAKER_RESET_TIMEOUT_S="0.5",
+        )
+        create_worker_topics(settings)
+        f = CdcFactory()
+        produce_changes(settings, [f.create(A), f.gap([A]), f.update(A, Phone="held back")])
+        fake.down()
+        app = bootstrap.bootstrap(settings)
+        api = app.client_source._api  # type: ignore[union-attr]
+        stopper = Stopper()
+        dsn = settings.postgres.url.get_secret_value()
+        kinds = "SELECT event_type FROM events WHERE stream_id = %s ORDER BY version"
+        with running(bootstrap.ingest_loop(app, stopper, IdleClock(None))) as result:
+            wait_for(lambda: api.circuit_state == "open", timeout_s=60, what="the circuit to open")
+            assert [k for (k,) in rows(dsn, kinds, (A,))] == ["ClientRegistered", "ClientMarkedForResync"]
+            assert rows(dsn, "SELECT client_id FROM resync_requests") == [(A,)]
+            fake.up()
+            wait_for(lambda: rows(dsn, "SELECT count(*) FROM resync_requests") == [(0,)], timeout_s=60,
+                     what="the resync to complete after Salesforce returned")
+            stopper.stop()
+        app.close()
+    assert result["code"] == 0
+    assert [k for (k,) in rows(dsn, kinds, (A,))][-1] == "ClientResynchronized"
+    assert rows(dsn, "SELECT payload->'details'->>'phone' FROM events WHERE event_type = 'ClientResynchronized'") == [
+        ("+1 555",)
+    ]

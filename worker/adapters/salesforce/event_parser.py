@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import fastavro
@@ -70,7 +70,8 @@ def _parse(value: bytes, headers: dict[str, str], fmt: str, schemas: SchemaResol
             raise UnsupportedFormat("binary value without a schema_id header: not Pub/Sub Avro, not JSON")
         schema = schemas.get(schema_id)
         record = _avro(value, schema)
-        return _pubsub(record, schema, schema_id, headers.get("replay_id"), headers.get("event_id"), "pubsub-avro")
+        return _pubsub(record, lambda: schema, schema_id, headers.get("replay_id"), headers.get("event_id"),
+                       "pubsub-avro")
     try:
         doc = json.loads(value)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -96,7 +97,7 @@ def _confluent_avro(value: bytes, schemas: SchemaResolver) -> ChangeEvent:
     record = _avro(value[5:], schema)
     if "ChangeEventHeader" in record and ("ReplayId" in record or "_ObjectType" in record):
         return _confluent(record, schema_id)
-    return _pubsub(record, schema, schema_id, None, None, "confluent-avro")
+    return _pubsub(record, lambda: schema, schema_id, None, None, "confluent-avro")
 
 
 def _json(doc: dict[str, Any], fmt: str, schemas: SchemaResolver) -> ChangeEvent:
@@ -119,7 +120,8 @@ def _json(doc: dict[str, Any], fmt: str, schemas: SchemaResolver) -> ChangeEvent
             schema_id = str(doc["schemaId"]) if wrapped and doc.get("schemaId") else None
             replay = doc.get("replayId") if wrapped else None
             event_id = doc.get("id") if wrapped else None
-            return _pubsub(payload, schemas.known(schema_id), schema_id, replay, event_id, "pubsub-json")
+            # The writer schema is fetched only when bitmaps need it: names already expanded need no Salesforce.
+            return _pubsub(payload, lambda: schemas.known(schema_id), schema_id, replay, event_id, "pubsub-json")
     raise UnsupportedFormat(
         "JSON that is none of: Pub/Sub payload, CometD message, Confluent CDC connector record"
         + (f" (forced format {fmt})" if fmt != "auto" else "")
@@ -130,14 +132,22 @@ def _json(doc: dict[str, Any], fmt: str, schemas: SchemaResolver) -> ChangeEvent
 
 
 def _pubsub(
-    record: dict[str, Any], schema: WriterSchema | None, schema_id: str | None, replay: Any, event_id: Any, fmt: str
+    record: dict[str, Any],
+    schema: Callable[[], WriterSchema | None],
+    schema_id: str | None,
+    replay: Any,
+    event_id: Any,
+    fmt: str,
 ) -> ChangeEvent:
     """Pub/Sub semantics: every field present; null = unchanged OR nulled, only the header lists decide."""
     header = _header(record)
-    layout = schema.layout if schema else _layout_from_keys(record)
-    changed = _names(header.get("changedFields") or [], layout)
-    nulled = set(_names(header.get("nulledFields") or [], layout))
-    diffs = set(_names(header.get("diffFields") or [], layout))
+    lists = [[str(e) for e in header.get(name) or []] for name in ("changedFields", "nulledFields", "diffFields")]
+    layout = None
+    if any(bitmap.is_bitmap(entries) for entries in lists):
+        writer = schema()
+        layout = writer.layout if writer else _layout_from_keys(record)
+    changed, nulled_list, diff_list = (_names(entries, layout) for entries in lists)
+    nulled, diffs = set(nulled_list), set(diff_list)
     body = {k: v for k, v in record.items() if k not in SYSTEM_KEYS}
     change_type = _change_type(header)
     if change_type is ChangeType.UPDATE:
