@@ -74,6 +74,13 @@ def make_pool(dsn: str, size: int, connect_timeout_s: float) -> ConnectionPool:
     )
 
 
+def pooled(pool: ConnectionPool) -> Any:
+    """A connection from ``pool``, opening it on first use (no network before that)."""
+    if pool.closed:
+        pool.open(wait=False)
+    return pool.connection()
+
+
 class PostgresEventStore:
     """Implements the EventStore and ResyncQueue ports."""
 
@@ -81,9 +88,7 @@ class PostgresEventStore:
         self._pool = pool
 
     def _conn(self) -> Any:
-        if self._pool.closed:
-            self._pool.open(wait=False)
-        return self._pool.connection()
+        return pooled(self._pool)
 
     def load_streams(self, stream_ids: Collection[str]) -> dict[str, LoadedStream]:
         snapshots: dict[str, tuple[int, Any]] = {}

@@ -11,6 +11,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
+from worker.adapters.postgres.event_store import pooled
 from worker.application.projection import SUMMARY_COLUMNS
 
 _COLS = ", ".join(SUMMARY_COLUMNS)
@@ -55,9 +56,7 @@ class PostgresReadModels:
         self._pool = pool
 
     def _conn(self) -> Any:
-        if self._pool.closed:
-            self._pool.open(wait=False)
-        return self._pool.connection()
+        return pooled(self._pool)
 
     @contextmanager
     def session(self) -> Iterator[ReadModelSession]:
