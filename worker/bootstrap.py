@@ -19,7 +19,7 @@ from worker.adapters.postgres.outbox import PostgresOutbox
 from worker.adapters.salesforce.errors import ChangeEventParseError
 from worker.adapters.salesforce.event_parser import parse
 from worker.adapters.salesforce.mapping import FieldMapping
-from worker.adapters.salesforce.schemas import SchemaResolver
+from worker.adapters.salesforce.schemas import SchemaResolver, first_of, registry_fetch
 from worker.adapters.salesforce.translator import KafkaCoordinates, translate
 from worker.application.bus import CommandBus, default_middleware
 from worker.application.ports import ClientSource
@@ -59,7 +59,7 @@ def bootstrap(settings: Settings, *, client_source: ClientSource | None = None, 
     pool = make_pool(pg.url.get_secret_value(), pg.pool_size, pg.connect_timeout_s)
     metrics = metrics or Metrics()
     source = client_source
-    fetch_schema = None
+    fetch_schema: Callable[[str], str | None] | None = None
     if source is None and settings.salesforce.auth.value != "none":
         from worker.adapters.salesforce.api import SalesforceApi
         from worker.adapters.salesforce.gateway import SalesforceClientSource
@@ -79,7 +79,10 @@ def bootstrap(settings: Settings, *, client_source: ClientSource | None = None, 
         bus=CommandBus(middleware=default_middleware(metrics.record_command)),
         rule=rule,
         mapping=FieldMapping.from_overrides(settings.domain.field_mapping),
-        schemas=SchemaResolver(fetch=fetch_schema),
+        schemas=SchemaResolver(fetch=first_of(
+            registry_fetch(settings.kafka.schema_registry_url) if settings.kafka.schema_registry_url else None,
+            fetch_schema,
+        )),
         metrics=metrics,
         client_source=source,
     )

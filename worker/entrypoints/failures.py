@@ -7,6 +7,7 @@ from enum import StrEnum
 
 import psycopg
 import pydantic
+import requests
 from confluent_kafka import KafkaException
 
 from worker.adapters.kafka.dlq import DeadLetterNotDelivered
@@ -33,6 +34,7 @@ TRANSIENT_TYPES: tuple[type[BaseException], ...] = (
     DeadLetterNotDelivered,
     PublishFailed,
     ConnectionError,
+    requests.RequestException,
     TimeoutError,
 )
 POISON_TYPES: tuple[type[BaseException], ...] = (

@@ -195,3 +195,16 @@ def test_arbitrary_json_gives_only_typed_parse_errors(value: Any, key: str) -> N
     for doc in (value, {key: value}, {"ChangeEventHeader": value, "Name": value}):
         with contextlib.suppress(ChangeEventParseError):
             parse(json.dumps(doc).encode(), None, schemas=RESOLVER)
+
+
+def test_confluent_avro_with_schema_registry_framing_is_decoded_by_its_registry_id() -> None:
+    resolver = SchemaResolver()
+    resolver.add("registry:5", ACCOUNT)
+    framed = b"\x00" + (5).to_bytes(4, "big") + avro(pubsub_record("CREATE", {"Name": "Acme"}))
+    event = parse(framed, None, schemas=resolver)
+    assert event.format == "confluent-avro" and event.value("Name") == "Acme"
+
+
+def test_a_schema_registry_id_that_is_not_known_is_a_typed_error() -> None:
+    with pytest.raises(UnknownSchema):
+        parse(b"\x00\x00\x00\x00\x09rest", None, schemas=SchemaResolver())

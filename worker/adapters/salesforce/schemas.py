@@ -53,7 +53,7 @@ def layout_of(raw: dict[str, Any]) -> FieldLayout:
 
 
 class SchemaResolver:
-    def __init__(self, fetch: Callable[[str], str] | None = None, directory: Path = SCHEMAS_DIR) -> None:
+    def __init__(self, fetch: Callable[[str], str | None] | None = None, directory: Path = SCHEMAS_DIR) -> None:
         self._fetch = fetch
         self._directory = directory
         self._cache: dict[str, WriterSchema] = {}
@@ -96,3 +96,33 @@ class SchemaResolver:
         files = json.loads(index.read_text(encoding="utf-8")).get("schemas", {})
         name = files.get(schema_id)
         return (self._directory / name).read_text(encoding="utf-8") if name else None
+
+
+def registry_fetch(url: str, timeout_s: float = 10.0) -> Callable[[str], str | None]:
+    """Writer schemas of Confluent-framed records (`registry:<id>`) from a Schema Registry's REST API."""
+    import requests
+
+    def fetch(schema_id: str) -> str | None:
+        if not schema_id.startswith("registry:"):
+            return None
+        response = requests.get(f"{url.rstrip('/')}/schemas/ids/{schema_id.split(':', 1)[1]}", timeout=timeout_s)
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        schema: str = response.json()["schema"]
+        return schema
+
+    return fetch
+
+
+def first_of(*fetchers: Callable[[str], str | None] | None) -> Callable[[str], str | None]:
+    """Ask each source in turn; the first that knows the id answers."""
+
+    def fetch(schema_id: str) -> str | None:
+        for source in fetchers:
+            found = source(schema_id) if source is not None else None
+            if found is not None:
+                return found
+        return None
+
+    return fetch
