@@ -1,0 +1,91 @@
+"""Loading through the unit of work: snapshots every N events, upcasters on read, one batch of changes."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+import pytest
+
+from tests.harness import change_phone, register
+from worker.application.bus import CommandBus, default_middleware
+from worker.application.handlers import HandlerContext
+from worker.application.ports import BatchChanges, LoadedStream, StoredEvent
+from worker.application.unit_of_work import ClientBatch
+from worker.application.upcasting import Upcasters
+from worker.domain import StatusRule
+
+A = "001000000000001AAA"
+
+
+class MemoryStore:
+    """The EventStore port in memory: latest snapshot + later events, like the Postgres one."""
+
+    def __init__(self) -> None:
+        self.events: list[StoredEvent] = []
+        self.snapshots: dict[str, tuple[int, Any]] = {}
+
+    def load_streams(self, stream_ids: Collection[str]) -> dict[str, LoadedStream]:
+        out = {}
+        for sid in stream_ids:
+            version, state = self.snapshots.get(sid, (0, None))
+            later = [e for e in self.events if e.stream_id == sid and e.version > version]
+            if later or state is not None:
+                out[sid] = LoadedStream(sid, state, version, later)
+        return out
+
+    def commit(self, changes: BatchChanges) -> None:
+        self.events += changes.events
+        for snap in changes.snapshots:
+            self.snapshots[snap.stream_id] = (snap.version, snap.state)
+
+
+def run(store: MemoryStore, commands: list[Any], interval: int = 3, upcasters: Upcasters | None = None) -> ClientBatch:
+    batch = ClientBatch(store, snapshot_interval=interval, worker_version="test",
+                        **({"upcasters": upcasters} if upcasters else {}))
+    bus = CommandBus(middleware=default_middleware())
+    for cmd in commands:
+        bus.handle(cmd, HandlerContext(batch, StatusRule()))
+    store.commit(batch.changes())
+    return batch
+
+
+def test_a_snapshot_is_taken_every_n_events_and_loading_replays_only_later_events() -> None:
+    store = MemoryStore()
+    run(store, [register(A)] + [change_phone(A, str(n)) for n in range(4)])
+    assert store.snapshots[A][0] == 3
+    batch = run(store, [change_phone(A, "last")])
+    assert batch.snapshot_hits == 1 and batch.events_replayed == 2
+    assert batch.get(A).version == 6 and batch.get(A).details.phone == "last"
+
+
+def test_state_from_a_snapshot_equals_state_from_every_event() -> None:
+    store = MemoryStore()
+    run(store, [register(A)] + [change_phone(A, str(n)) for n in range(5)])
+    from_snapshot = run(store, []).get(A).snapshot()
+    store.snapshots.clear()
+    assert run(store, []).get(A).snapshot() == from_snapshot
+
+
+def test_stored_events_of_an_old_schema_version_are_upcast_on_read() -> None:
+    store = MemoryStore()
+    run(store, [register(A)])
+    old = store.events[0]
+    legacy_payload = {k: v for k, v in old.payload.items() if k != "status"}  # v0 had no status
+    store.events[0] = StoredEvent(old.stream_id, old.version, old.event_type, 0, legacy_payload, old.metadata)
+
+    def upcast_v0_v1(payload: Any) -> dict[str, Any]:
+        return {**payload, "status": "active"}
+
+    batch = run(store, [], upcasters=Upcasters({("ClientRegistered", 0): upcast_v0_v1}))
+    assert batch.get(A).status.value == "active"
+    with pytest.raises(LookupError, match="no upcaster"):
+        run(store, [], upcasters=Upcasters({})).get(A)
+
+
+def test_metadata_carries_correlation_and_causation_ids() -> None:
+    store = MemoryStore()
+    run(store, [register(A)])
+    meta = store.events[0].metadata
+    assert meta["correlation_id"].startswith("tx-") and meta["causation_id"].startswith("test:")
+    assert meta["event_id"] and meta["worker_version"] == "test" and meta["command"] == "RegisterClient"
