@@ -76,7 +76,7 @@ def bootstrap(settings: Settings, *, client_source: ClientSource | None = None, 
     app = App(
         settings=settings,
         store=PostgresEventStore(pool),
-        bus=CommandBus(middleware=default_middleware(metrics.record_command)),
+        bus=CommandBus(middleware=[metrics.traced, *default_middleware(metrics.record_command)]),
         rule=rule,
         mapping=FieldMapping.from_overrides(settings.domain.field_mapping),
         schemas=SchemaResolver(fetch=first_of(

@@ -26,6 +26,27 @@ class Metrics:
         self.published = meter.create_counter("worker_events_published")
         self.projected = meter.create_counter("worker_events_projected")
         self.queries = meter.create_histogram("worker_query_duration", unit="s")
+        self.events_replayed = meter.create_counter("worker_aggregate_events_replayed",
+                                                    description="events replayed to load aggregates")
+        self.snapshot_hits = meter.create_counter("worker_snapshot_hits")
+        self.load_seconds = meter.create_histogram("worker_aggregate_load_duration", unit="s")
+
+    def traced(self, command: Any, ctx: Any, call_next: Any) -> int:
+        """Command-bus middleware: one span per command, joined to the CDC message's W3C traceparent."""
+        from opentelemetry import trace
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        change = getattr(command, "change", None)
+        carrier = {"traceparent": change.traceparent} if change is not None and change.traceparent else {}
+        parent = TraceContextTextMapPropagator().extract(carrier)
+        tracer = trace.get_tracer("salesforce-cdc-worker")
+        with tracer.start_as_current_span(f"command {type(command).__name__}", context=parent) as span:
+            span.set_attribute("client.id", str(getattr(command, "client_id", "")))
+            if change is not None:
+                span.set_attribute("salesforce.transaction_key", change.transaction_key)
+            events: int = call_next(command, ctx)
+            span.set_attribute("events.appended", events)
+            return events
 
     def record_command(self, command_type: str, outcome: str, seconds: float, events: int) -> None:
         attrs = {"command": command_type, "outcome": outcome}
@@ -38,6 +59,9 @@ class Metrics:
         self.messages.add(len(batch), {"topic": topic})
         for letter in outcome.dead_letters:
             self.dead_letters.add(1, {"topic": topic, "stage": letter.stage.value})
+        self.events_replayed.add(outcome.events_replayed)
+        self.snapshot_hits.add(outcome.snapshot_hits)
+        self.load_seconds.record(outcome.load_seconds)
         for reason, count in outcome.skipped.items():
             self.skipped.add(count, {"topic": topic, "reason": reason})
 

@@ -8,6 +8,7 @@ idempotent (the aggregate drops changes it has already applied), so every change
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,9 @@ class BatchOutcome:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     skipped: Counter[str] = field(default_factory=Counter)
     commands: Counter[str] = field(default_factory=Counter)
+    events_replayed: int = 0
+    snapshot_hits: int = 0
+    load_seconds: float = 0.0
 
 
 class IngestProcessor:
@@ -108,7 +112,9 @@ class IngestProcessor:
         batch = self._new_batch()
         ctx = HandlerContext(batch, self._rule)
         flat = [cmd for _, cmds in decoded for cmd in cmds]
+        started = time.perf_counter()
         batch.preload({cid for cmd in flat for cid in _client_ids(cmd)})
+        outcome.load_seconds = time.perf_counter() - started
         duplicates = duplicate_changes(flat)
         letters = [letter for letter in outcome.dead_letters if letter.stage in (Stage.PARSE, Stage.TRANSLATE)]
         events, counts, index = 0, Counter[str](), 0
@@ -131,6 +137,7 @@ class IngestProcessor:
         # 4. append events + outbox rows + snapshots + resync queue in ONE transaction.
         self._store.commit(batch.changes())
         outcome.events, outcome.commands, outcome.dead_letters = events, counts, letters
+        outcome.events_replayed, outcome.snapshot_hits = batch.events_replayed, batch.snapshot_hits
         return outcome
 
     def _hold_back(self, cmd: Command, ctx: HandlerContext, exc: BaseException) -> int:
