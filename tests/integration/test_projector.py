@@ -1,0 +1,55 @@
+"""The projector against the real broker and database: a redelivered event is a no-op, a version gap is
+dead-lettered with stage `project` and never applied."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+
+from tests.harness import consume_all, create_worker_topics, produce, rows, settings_for
+from worker import bootstrap
+from worker.adapters.avro import ClientEventCodec, to_wire
+from worker.adapters.kafka import dlq
+from worker.config import Settings
+from worker.entrypoints.runtime import IdleClock, Stopper
+
+A = "001000000000001AAA"
+DETAILS = {"name": "Acme", "billing_address": {}, "extra": {}}
+
+
+@pytest.fixture
+def settings(worker_env: dict[str, str]) -> Settings:
+    s = settings_for(worker_env)
+    create_worker_topics(s)
+    return s
+
+
+def event(codec: ClientEventCodec, event_type: str, version: int, **payload: object) -> tuple[bytes, bytes, list]:
+    event_id = str(uuid.uuid4())
+    record = {**to_wire(payload), "event_id": event_id, "client_id": A, "version": version,
+              "recorded_at": datetime.now(UTC)}
+    headers = [("event_type", event_type.encode()), ("schema_version", b"1"), ("event_id", event_id.encode())]
+    return A.encode(), codec.encode(event_type, 1, record), headers
+
+
+def test_redelivery_is_a_no_op_and_a_version_gap_is_dead_lettered(settings: Settings) -> None:
+    codec = ClientEventCodec.from_directory()
+    registered = event(codec, "ClientRegistered", 1, details=DETAILS, status="active", change=None)
+    gap = event(codec, "ClientDeleted", 3, change=None)
+    k = settings.kafka
+    for key, value, headers in (registered, registered, gap):
+        produce(k.bootstrap_servers, k.events_topic, [(key, value)], headers=headers)
+    app = bootstrap.bootstrap(settings)
+    try:
+        assert bootstrap.projector_loop(app, Stopper(), IdleClock(1.5)).run() == 0
+    finally:
+        app.close()
+    dsn = settings.postgres.url.get_secret_value()
+    assert rows(dsn, "SELECT name, version, deleted FROM client_summary") == [("Acme", 1, False)]
+    letters = consume_all(k.bootstrap_servers, k.events_dlq_topic)
+    assert len(letters) == 1
+    headers = {key: value.decode() for key, value in letters[0].headers()}
+    assert headers[dlq.H_STAGE] == "project" and headers[dlq.H_CLASS].endswith("VersionGap")
+    assert "projected v1, got v3" in headers[dlq.H_MESSAGE]
