@@ -79,15 +79,26 @@ def bootstrap(settings: Settings, *, client_source: ClientSource | None = None, 
         bus=CommandBus(middleware=[metrics.traced, *default_middleware(metrics.record_command)]),
         rule=rule,
         mapping=FieldMapping.from_overrides(settings.domain.field_mapping),
-        schemas=SchemaResolver(fetch=first_of(
-            registry_fetch(settings.kafka.schema_registry_url) if settings.kafka.schema_registry_url else None,
-            fetch_schema,
-        )),
+        schemas=schema_resolver(settings, fetch_schema),
         metrics=metrics,
         client_source=source,
     )
     app.closers.append(pool.close)
     return app
+
+
+def schema_resolver(settings: Settings, fetch_schema: Callable[[str], str | None] | None = None, *,
+                    use_salesforce: bool = False) -> SchemaResolver:
+    """Writer schemas: the project's folder, then the Schema Registry, then Salesforce (`fetch_schema`, or with
+    ``use_salesforce`` a client of the configured org)."""
+    if fetch_schema is None and use_salesforce and settings.salesforce.auth.value != "none":
+        from worker.adapters.salesforce.api import SalesforceApi
+
+        fetch_schema = SalesforceApi(settings.salesforce, settings.retry).fetch_event_schema
+    return SchemaResolver(fetch=first_of(
+        registry_fetch(settings.kafka.schema_registry_url) if settings.kafka.schema_registry_url else None,
+        fetch_schema,
+    ))
 
 
 def decoder(app: App) -> Callable[[KafkaMessage], Decoded]:

@@ -1,52 +1,303 @@
-"""`worker dlq list|stats`: the dead letters of a `*.dlq` topic, with their reasons (never joins a group)."""
+"""`worker dlq list|show|stats|replay|export|audit`: dead letters of a `*.dlq` topic, with their reasons.
+
+Reading never joins or commits an operational group (assign + seek). Replays go back to the original topic and
+partition with a replay count and time, are confirmed by the broker, and are recorded in `dlq_replays`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import getpass
+import json
+import sys
 from collections import Counter
+from typing import Any
 
-from worker.entrypoints.commands import add_connection_options, print_json, print_table, settings_from
+from worker.entrypoints.commands import (
+    EXIT_ERROR,
+    EXIT_USAGE,
+    CliError,
+    add_connection_options,
+    print_json,
+    print_table,
+    settings_from,
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("dlq", help="inspect dead-letter topics")
+    parser = subparsers.add_parser("dlq", help="inspect, export and replay dead letters")
     sub = parser.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
-    for name, helptext in (("list", "one row per dead letter"), ("stats", "counts by error class and stage")):
-        action = sub.add_parser(name, help=helptext)
-        action.add_argument("--topic", help="default: the CDC topic's DLQ")
-        action.add_argument("--stage")
-        action.add_argument("--error-class")
-        action.add_argument("--limit", type=int, default=100)
-        action.add_argument("--json", action="store_true")
-        add_connection_options(action, database=False)
-        action.set_defaults(func=_run)
+
+    listing = sub.add_parser("list", help="one row per dead letter")
+    _filters(listing)
+    listing.add_argument("--limit", type=int, default=100)
+    _common(listing)
+    listing.set_defaults(func=_list)
+
+    stats = sub.add_parser("stats", help="counts by error class and stage, with first and last seen")
+    _filters(stats)
+    _common(stats)
+    stats.set_defaults(func=_stats)
+
+    show = sub.add_parser("show", help="one dead letter: headers, stack trace, the original message decoded")
+    show.add_argument("id", metavar="PARTITION@OFFSET", help="as `dlq list` shows it (a bare offset if unique)")
+    show.add_argument("--topic", help="default: the CDC topic's DLQ")
+    show.add_argument("--raw", action="store_true", help="write the original value's bytes to stdout, nothing else")
+    _common(show)
+    show.set_defaults(func=_show)
+
+    export = sub.add_parser("export", help="dead letters as JSON lines (tickets, offline analysis)")
+    _filters(export)
+    export.add_argument("--format", choices=["jsonl"], default="jsonl")
+    export.add_argument("--output", "-o", default="-", help="a file; - for standard output")
+    add_connection_options(export, database=False)
+    export.set_defaults(func=_export)
+
+    replay = sub.add_parser("replay", help="re-publish dead letters to their original topic and partition")
+    which = replay.add_mutually_exclusive_group(required=True)
+    which.add_argument("--offset", nargs="+", metavar="PARTITION@OFFSET", help="these dead letters")
+    which.add_argument("--error-class", help="every dead letter of this error class (short or qualified name)")
+    which.add_argument("--since", metavar="TIME", help="every dead letter since TIME (ISO-8601 or a duration: 2h)")
+    which.add_argument("--all", action="store_true", help="every dead letter of the topic")
+    replay.add_argument("--topic", help="default: the CDC topic's DLQ")
+    replay.add_argument("--until", metavar="TIME")
+    replay.add_argument("--stage")
+    replay.add_argument("--key")
+    replay.add_argument("--dry-run", action="store_true", help="show what would be replayed; change nothing")
+    replay.add_argument("--rate", type=float, metavar="N", help="at most N messages per second")
+    replay.add_argument("--force", action="store_true", help="also replay dead letters already replayed")
+    replay.add_argument("--operator", default=None, help="who replays (default: the login name)")
+    replay.add_argument("--note", help="why (kept in the audit table)")
+    _common(replay, database=True)
+    replay.set_defaults(func=_replay)
+
+    audit = sub.add_parser("audit", help="the replays recorded in the audit table, newest first")
+    audit.add_argument("--topic", help="only replays from this DLQ topic")
+    audit.add_argument("--limit", type=int, default=100)
+    audit.add_argument("--json", action="store_true")
+    add_connection_options(audit, kafka=False)
+    audit.set_defaults(func=_audit)
 
 
-def _run(args: argparse.Namespace) -> int:
-    from worker.adapters.kafka.dlq import H_CLASS
+def _filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--topic", help="default: the CDC topic's DLQ")
+    parser.add_argument("--since", metavar="TIME", help="ISO-8601 instant, or a duration back from now (2h, PT30M)")
+    parser.add_argument("--until", metavar="TIME")
+    parser.add_argument("--error-class", help="short (UnknownSchema) or qualified class name")
+    parser.add_argument("--stage", choices=["parse", "translate", "validate", "handle", "project"])
+    parser.add_argument("--key", help="the record key (a Salesforce record id)")
+
+
+def _common(parser: argparse.ArgumentParser, *, database: bool = False) -> None:
+    parser.add_argument("--json", action="store_true")
+    add_connection_options(parser, database=database)
+
+
+def _where(args: argparse.Namespace, ids: list[str] | None = None) -> Any:
+    from worker.adapters.kafka.dlq_reader import DeadLetterFilter
+    from worker.adapters.kafka.reset_plan import parse_time
+
+    def ms(text: str | None, flag: str) -> int | None:
+        if not text:
+            return None
+        try:
+            return int(parse_time(text).timestamp() * 1000)
+        except ValueError as exc:
+            raise CliError(f"{flag}: {exc}", EXIT_USAGE) from None
+
+    for ident in ids or []:
+        partition, _, offset = ident.partition("@")
+        if not (partition.isdigit() and offset.isdigit()):
+            raise CliError(f"not a dead-letter id: {ident!r} (use PARTITION@OFFSET as `dlq list` shows it)",
+                           EXIT_USAGE)
+    return DeadLetterFilter(
+        since_ms=ms(getattr(args, "since", None), "--since"), until_ms=ms(getattr(args, "until", None), "--until"),
+        error_class=getattr(args, "error_class", None), stage=getattr(args, "stage", None),
+        key=getattr(args, "key", None), ids=frozenset(ids) if ids else None,
+    )
+
+
+def _records(args: argparse.Namespace, settings: Any, ids: list[str] | None = None) -> tuple[str, list[Any]]:
+    from worker.adapters.kafka.dlq_reader import read_dead_letters
+
+    topic = args.topic or settings.kafka.cdc_dlq_topic
+    where = _where(args, ids)
+    try:
+        return topic, list(read_dead_letters(settings.kafka, topic, where=where))
+    except LookupError as exc:
+        raise CliError(f"{exc} (create the topics with `worker topics create`)") from None
+
+
+def _list(args: argparse.Namespace) -> int:
+    _, records = _records(args, settings_from(args))
+    rows = [r.summary() for r in records[: args.limit]]
+    if args.json:
+        print_json(rows)
+    else:
+        print_table(rows, ["dlq", "time", "original", "key", "stage", "error", "message"])
+        if len(records) > args.limit:
+            print(f"... {len(records) - args.limit} more (raise --limit, or narrow with filters)")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    _, records = _records(args, settings_from(args))
+    groups: dict[tuple[str, str | None], list[Any]] = {}
+    for r in records:
+        groups.setdefault((r.error_class, r.stage), []).append(r)
+    stats = [
+        {"error": error.rsplit(".", 1)[-1], "error_class": error, "stage": stage, "count": len(rs),
+         "first_seen": min(r.time for r in rs), "last_seen": max(r.time for r in rs)}
+        for (error, stage), rs in sorted(groups.items(), key=lambda kv: -len(kv[1]))
+    ]
+    if args.json:
+        print_json(stats)
+    else:
+        print_table(stats, ["error", "stage", "count", "first_seen", "last_seen"])
+        print(f"{len(records)} dead letter(s)")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from worker.adapters.kafka import dlq
+    from worker.adapters.kafka.dlq_reader import find
+
+    settings = settings_from(args)
+    topic = args.topic or settings.kafka.cdc_dlq_topic
+    try:
+        record = find(settings.kafka, topic, args.id)
+    except LookupError as exc:
+        raise CliError(str(exc), EXIT_ERROR) from None
+    if args.raw:
+        sys.stdout.buffer.write(record.value or b"")
+        sys.stdout.flush()
+        return 0
+    decoded, decode_error = _decode(record, settings)
+    if args.json:
+        print_json({**record.export(), "decoded": decoded, "decode_error": decode_error})
+        return 0
+    h = record.headers
+    print(f"dead letter {record.id} of {topic}, {record.time}")
+    for label, value in (
+        ("original", record.original()), ("key", (record.key or b"").decode("utf-8", "replace") or None),
+        ("stage", record.stage), ("error", record.error_class), ("message", h.get(dlq.H_MESSAGE)),
+        ("attempts", h.get(dlq.H_ATTEMPTS)), ("group", h.get(dlq.H_GROUP)), ("replays", record.replay_count),
+        ("worker", h.get(dlq.H_WORKER_VERSION)),
+    ):
+        print(f"  {label:<9} {'-' if value is None else value}")
+    print("\nheaders:")
+    for name, raw in record.raw_headers:
+        if name != dlq.H_STACKTRACE:
+            print(f"  {name} = {raw.decode('utf-8', 'replace')[:200]}")
+    print("\nstack trace:")
+    print("  " + (h.get(dlq.H_STACKTRACE) or "-").rstrip().replace("\n", "\n  "))
+    print("\noriginal message:")
+    if decoded is not None:
+        print("  " + json.dumps(decoded, indent=2, default=str).replace("\n", "\n  "))
+    else:
+        print(f"  cannot decode: {decode_error}")
+        print(f"  {len(record.value or b'')} bytes; `worker dlq show {record.id} --raw > msg.bin` writes them")
+    return 0
+
+
+def _decode(record: Any, settings: Any) -> tuple[Any, str | None]:
+    """The original message as the worker reads it: a CDC change (as `worker cdc parse` shows it), or for the
+    events DLQ the domain event."""
+    headers: dict[str, bytes] = dict(record.original_headers())
+    try:
+        if record.original_topic == settings.kafka.events_topic:
+            from worker.adapters.avro import ClientEventCodec
+
+            event_type = headers["event_type"].decode()
+            version = int(headers["schema_version"].decode())
+            return ClientEventCodec.from_directory().decode(record.value or b"", event_type, version), None
+        from worker.adapters.salesforce.event_parser import parse
+        from worker.bootstrap import schema_resolver
+        from worker.entrypoints.commands.cdc import describe
+
+        event = parse(record.value or b"", headers, fmt=settings.kafka.cdc_format,
+                      schemas=schema_resolver(settings, use_salesforce=True))
+        return describe(event), None
+    except Exception as exc:  # shown to the operator: whatever made the worker fail is the answer here
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def _export(args: argparse.Namespace) -> int:
     from worker.adapters.kafka.dlq_reader import read_dead_letters
 
     settings = settings_from(args)
     topic = args.topic or settings.kafka.cdc_dlq_topic
-    rows = []
-    for record in read_dead_letters(settings.kafka, topic):
-        row = record.summary()
-        if args.stage and row["stage"] != args.stage:
-            continue
-        if args.error_class and args.error_class not in (record.headers.get(H_CLASS) or ""):
-            continue
-        rows.append(row)
-    if args.dlq_command == "stats":
-        counts = Counter((r["error"], r["stage"]) for r in rows)
-        stats = [{"error": e, "stage": s, "count": n} for (e, s), n in counts.most_common()]
-        if args.json:
-            print_json(stats)
-        else:
-            print_table(stats)
-        return 0
-    rows = rows[: args.limit]
+    out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
+    count = 0
+    try:
+        for record in read_dead_letters(settings.kafka, topic, where=_where(args)):
+            out.write(json.dumps(record.export(), default=str) + "\n")
+            count += 1
+    except LookupError as exc:
+        raise CliError(f"{exc} (create the topics with `worker topics create`)") from None
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    print(f"exported {count} dead letter(s) from {topic}", file=sys.stderr)
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from worker.adapters.kafka.dlq_replay import Pacer, audit_entries, replay
+    from worker.adapters.kafka.producer import make_producer
+    from worker.adapters.postgres.dlq_audit import ReplayAudit
+
+    settings = settings_from(args)
+    if args.rate is not None and args.rate <= 0:
+        raise CliError("--rate takes a positive number of messages per second", EXIT_USAGE)
+    topic, records = _records(args, settings, ids=args.offset)
+    if args.offset:
+        missing = sorted(set(args.offset) - {r.id for r in records})
+        if missing:
+            raise CliError(f"no dead letter {', '.join(missing)} in {topic}")
+    audit = ReplayAudit(settings.postgres.url.get_secret_value(), settings.postgres.connect_timeout_s)
+    try:
+        already = None if args.force else audit.already_published(topic)
+    except Exception as exc:
+        raise CliError(f"cannot read the replay audit table (run `worker migrate`?): {exc}") from None
+    operator = args.operator or getpass.getuser()
+    outcomes = replay(
+        records, make_producer(settings.kafka), max_replays=settings.dlq_max_replays, dry_run=args.dry_run,
+        already=already, pacer=Pacer(args.rate), progress=_progress(len(records)),
+    )
+    if not args.dry_run:
+        audit.record(audit_entries(outcomes, operator, args.note))
+    counts = Counter(o.result for o in outcomes)
+    if args.json:
+        print_json({"dry_run": args.dry_run, "topic": topic, "counts": dict(counts),
+                    "replays": [o.row() for o in outcomes]})
+    else:
+        print_table([o.row() for o in outcomes], ["dlq", "target", "error", "replays", "result", "detail"])
+        summary = ", ".join(f"{n} {result}" for result, n in sorted(counts.items())) or "nothing selected"
+        print(f"{'dry run: ' if args.dry_run else ''}{summary}")
+        if counts.get("published"):
+            print("Replaying is safe: the worker recognizes changes it already applied and appends nothing for them.")
+    return EXIT_ERROR if counts.get("failed") else 0
+
+
+def _progress(total: int) -> Any:
+    step = max(1, total // 20)
+
+    def report(done: int) -> None:
+        if total >= 200 and (done % step == 0 or done == total) and sys.stderr.isatty():
+            print(f"\rreplaying {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
+
+    return report
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from worker.adapters.postgres.dlq_audit import ReplayAudit
+
+    settings = settings_from(args)
+    rows = ReplayAudit(settings.postgres.url.get_secret_value(), settings.postgres.connect_timeout_s).history(
+        args.topic, args.limit)
     if args.json:
         print_json(rows)
     else:
-        print_table(rows, ["dlq", "original", "key", "stage", "error", "message"])
+        print_table(rows, ["replayed_at", "operator", "dlq_topic", "dlq", "error_class", "result", "detail"])
     return 0

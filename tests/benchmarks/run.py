@@ -1,0 +1,766 @@
+"""The benchmark: `python -m tests.benchmarks.run [--out PATH]` (`make bench [OUT=file.json]`).
+
+Needs KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (a role that may CREATE DATABASE). Every run uses its own topics
+(`bench-<id>.`), consumer groups and databases (`bench_<id>_…`), and removes them at the end.
+
+1. The workload (`workload.py`): BENCH_N messages (200 000) over BENCH_CLIENTS records (20 000, at most N/10),
+   seed BENCH_SEED (42), format BENCH_FORMAT (pubsub | cometd), on a 4-partition topic, produced before timing.
+2. Stages, each in its own process (`stage.py`), steady-state rate and peak RSS: raw ceiling, ingest, naive
+   (over min(N, BENCH_NAIVE_N=20 000) messages), relay, projector; then the database size per million events.
+3. End-to-end latency: a second, smaller workload (BENCH_E2E_N, default about 30 s of feed) produced at half the
+   measured ingest rate while ingest + relay + projector run together; sampled clients' read-model versions are
+   polled every 10 ms; latency = first poll that shows the version a message produced - its Kafka timestamp.
+4. Aggregate load time of a 10 000-event stream, with snapshots every 100 events and with none.
+5. The same workload at BENCH_SCALE x N (5; 1 skips it): raw, ingest, relay, projector, database size.
+
+Other knobs: BENCH_IDLE_S (2.0, idle time before a stage exits), BENCH_BATCH_SIZE (the worker's default),
+BENCH_KEEP=1 (keep databases and topics for inspection), BENCH_LOG_LEVEL (WARNING, the stages' log files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from tests.benchmarks.common import log, percentile, with_database
+from tests.benchmarks.workload import Workload, client_id
+
+REPO = Path(__file__).resolve().parents[2]
+MIB = 1024 * 1024
+SNAPSHOT_EVENTS = 10_000
+E2E_SAMPLE = 500
+E2E_WARMUP = 20
+POLL_S = 0.01
+
+
+@dataclass(frozen=True)
+class Config:
+    bootstrap: str
+    database_url: str
+    n: int
+    clients: int
+    seed: int
+    fmt: str
+    scale: int
+    naive_n: int
+    e2e_n: int | None
+    idle_s: float
+    batch_size: int | None
+    keep: bool
+    log_level: str
+
+    @classmethod
+    def from_env(cls) -> Config:
+        env = os.environ
+        return cls(
+            bootstrap=env.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092"),
+            database_url=env.get("DATABASE_URL", "postgresql://worker@127.0.0.1:15432/worker"),
+            n=int(env.get("BENCH_N", "200000")),
+            clients=int(env.get("BENCH_CLIENTS", "20000")),
+            seed=int(env.get("BENCH_SEED", "42")),
+            fmt=env.get("BENCH_FORMAT", "pubsub").lower().replace("pubsub-avro", "pubsub"),
+            scale=int(env.get("BENCH_SCALE", "5")),
+            naive_n=int(env.get("BENCH_NAIVE_N", "20000")),
+            e2e_n=int(env["BENCH_E2E_N"]) if env.get("BENCH_E2E_N") else None,
+            idle_s=float(env.get("BENCH_IDLE_S", "2.0")),
+            batch_size=int(env["BENCH_BATCH_SIZE"]) if env.get("BENCH_BATCH_SIZE") else None,
+            keep=env.get("BENCH_KEEP", "") not in ("", "0"),
+            log_level=env.get("BENCH_LOG_LEVEL", "WARNING"),
+        )
+
+    def clients_for(self, n: int) -> int:
+        return max(1, min(self.clients, n // 10))
+
+
+@dataclass
+class Resources:
+    """Everything a run creates, removed at the end (unless BENCH_KEEP)."""
+
+    cfg: Config
+    run_id: str
+    workdir: Path
+    databases: list[str] = field(default_factory=list)
+    topics: list[str] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)
+
+    def database(self, suffix: str, migrated: bool = True) -> tuple[str, int]:
+        """A fresh database; its URL and its size right after the migrations."""
+        from worker.adapters.postgres.migrate import migrate
+
+        name = f"bench_{self.run_id}_{suffix}"
+        with psycopg.connect(self.cfg.database_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        self.databases.append(name)
+        url = with_database(self.cfg.database_url, name)
+        if migrated:
+            migrate(url)
+        return url, database_size(url)
+
+    def worker_settings(self, label: str, dsn: str) -> dict[str, Any]:
+        prefix = f"bench-{self.run_id}.{label}."
+        kafka: dict[str, Any] = {
+            "bootstrap_servers": self.cfg.bootstrap,
+            "cdc_topic": f"{prefix}salesforce.cdc.account",
+            "events_topic": f"{prefix}client.events",
+            "ingest_group": f"{prefix}ingest",
+            "projector_group": f"{prefix}projector",
+            "partitions": 4,
+            "client_id": "salesforce-cdc-worker-bench",
+        }
+        if self.cfg.batch_size:
+            kafka["batch_size"] = self.cfg.batch_size
+        self.groups += [kafka["ingest_group"], kafka["projector_group"], f"{prefix}raw", f"{prefix}naive"]
+        return {
+            "kafka": kafka,
+            "postgres": {"url": dsn},
+            "salesforce": {"auth": "none"},
+            "observability": {"metrics_port": 0, "health_port": 0, "log_level": self.cfg.log_level},
+        }
+
+    def create_topics(self, overrides: dict[str, Any]) -> Any:
+        from worker.adapters.kafka.admin import create_topics, worker_topics
+        from worker.config import load_settings
+
+        settings = load_settings(_env_file=None, **overrides)
+        specs = worker_topics(settings.kafka)
+        self.topics += [s.name for s in specs]
+        outcomes = create_topics(AdminClient({"bootstrap.servers": self.cfg.bootstrap}), specs)
+        bad = [o for o in outcomes if o.status not in ("created", "exists")]
+        if bad:
+            raise RuntimeError(f"could not create the topics: {bad}")
+        return settings
+
+    def cleanup(self, keep_logs: bool = False) -> None:
+        if self.cfg.keep:
+            log(f"BENCH_KEEP: kept databases {self.databases}, topics {self.topics}")
+            return
+        admin = AdminClient({"bootstrap.servers": self.cfg.bootstrap})
+        if self.topics:
+            for name, future in admin.delete_topics(self.topics, operation_timeout=30).items():
+                try:
+                    future.result()
+                except Exception as exc:
+                    log(f"could not delete topic {name}: {exc}")
+        if self.groups:
+            try:
+                for future in admin.delete_consumer_groups(self.groups, request_timeout=30).values():
+                    with contextlib.suppress(Exception):  # a group never joined does not exist
+                        future.result()
+            except Exception as exc:
+                log(f"could not delete consumer groups: {exc}")
+        with psycopg.connect(self.cfg.database_url, autocommit=True) as conn:
+            for name in self.databases:
+                try:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                except psycopg.Error as exc:
+                    log(f"could not drop database {name}: {exc}")
+        if keep_logs:
+            log(f"stage logs kept in {self.workdir}")
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        log(f"removed {len(self.databases)} database(s), {len(self.topics)} topic(s)")
+
+
+# -- helpers -----------------------------------------------------------------------------------------------------
+
+
+def database_size(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        return int(conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])  # type: ignore[index]
+
+
+def scalar(dsn: str, sql: str, params: tuple[Any, ...] = ()) -> Any:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(sql, params).fetchone()
+        return row[0] if row else None
+
+
+def topic_count(bootstrap: str, topic: str) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-watermarks-{uuid.uuid4().hex[:8]}"})
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        total = 0
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            total += high - low
+        return total
+    finally:
+        consumer.close()
+
+
+def dead_letter_reasons(bootstrap: str, topic: str, timeout_s: float = 20.0) -> dict[str, int]:
+    """`stage: exception class` -> count, over every record of a dead-letter topic."""
+    from worker.adapters.kafka.dlq import H_CLASS, H_STAGE
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-dlq-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False, "enable.partition.eof": False})
+    reasons: Counter[str] = Counter()
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in partitions}
+        remaining = {p for p, (low, high) in ends.items() if high > low}
+        consumer.assign([TopicPartition(topic, p, ends[p][0]) for p in remaining])
+        deadline = time.monotonic() + timeout_s
+        while remaining and time.monotonic() < deadline:
+            for m in consumer.consume(500, 0.5):
+                if m.error() is not None:
+                    continue
+                headers = {k: (v or b"").decode(errors="replace") for k, v in (m.headers() or [])}
+                reasons[f"{headers.get(H_STAGE, '?')}: {headers.get(H_CLASS, '?')}"] += 1
+                if m.offset() + 1 >= ends[m.partition()][1]:
+                    remaining.discard(m.partition())
+    finally:
+        consumer.close()
+    return dict(reasons)
+
+
+def produce_all(bootstrap: str, topic: str, messages: Iterable[tuple[bytes, bytes, list[tuple[str, bytes]]]]) -> int:
+    producer = Producer({
+        "bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 20, "compression.type": "lz4",
+        "batch.num.messages": 10_000, "queue.buffering.max.messages": 200_000,
+    })
+    failures: list[Any] = []
+
+    def report(err: Any, _msg: Any) -> None:
+        if err is not None:
+            failures.append(err)
+
+    count = 0
+    for key, value, headers in messages:
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key, headers=headers, on_delivery=report)
+                break
+            except BufferError:
+                producer.poll(0.1)
+        count += 1
+        if count % 1000 == 0:
+            producer.poll(0)
+    remaining = producer.flush(120)
+    if remaining or failures:
+        raise RuntimeError(f"{remaining + len(failures)} of {count} messages not produced: {failures[:3]}")
+    return count
+
+
+class Stage:
+    """One stage process; its log (stderr + stdout) goes to the work folder."""
+
+    def __init__(self, res: Resources, role: str, label: str, cfg: dict[str, Any]) -> None:
+        self.role, self.label = role, label
+        self.log_path = res.workdir / f"{label}-{role}.log"
+        self.result_path = res.workdir / f"{label}-{role}.json"
+        config_path = res.workdir / f"{label}-{role}.config.json"
+        config_path.write_text(json.dumps({**cfg, "result": str(self.result_path), "log_level": res.cfg.log_level}))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("WORKER_")}
+        env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+        self._log = self.log_path.open("wb")
+        self.started = time.perf_counter()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "tests.benchmarks.stage", role, str(config_path)],
+            cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+
+    def wait(self, timeout_s: float | None = None) -> dict[str, Any]:
+        try:
+            code = self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.terminate()
+            self.process.wait(30)
+            raise RuntimeError(f"{self.label} {self.role} did not finish in {timeout_s:.0f}s; log: {self.log_path}"
+                               ) from None
+        finally:
+            self._log.close()
+        result: dict[str, Any] = {}
+        if self.result_path.exists():
+            result = json.loads(self.result_path.read_text(encoding="utf-8"))
+        if code != 0 or not result:
+            tail = self.log_path.read_text(encoding="utf-8", errors="replace")[-3000:]
+            raise RuntimeError(f"{self.label} {self.role} exited {code}; end of {self.log_path}:\n{tail}")
+        result["process_s"] = time.perf_counter() - self.started
+        return result
+
+
+def run_stage(res: Resources, role: str, label: str, cfg: dict[str, Any]) -> dict[str, Any]:
+    log(f"{label}: {role} ...")
+    result = Stage(res, role, label, cfg).wait()
+    rate = result.get("per_s")
+    log(f"{label}: {role}: {result['items']} in {result['steady_seconds']:.2f}s steady"
+        f" = {rate or 0:,.0f}/s, peak RSS {result['rss_mb']:.0f} MiB")
+    return result
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a and b else None
+
+
+# -- the passes --------------------------------------------------------------------------------------------------
+
+
+def throughput_pass(res: Resources, label: str, n: int, *, naive: bool) -> dict[str, Any]:
+    cfg = res.cfg
+    clients = cfg.clients_for(n)
+    log(f"{label}: n={n:,} clients={clients:,} format={cfg.fmt} seed={cfg.seed}")
+    dsn, empty = res.database(label)
+    base_dsn, _ = res.database(f"{label}_base", migrated=False)
+    overrides = res.worker_settings(label, dsn)
+    settings = res.create_topics(overrides)
+    workload = Workload(n, clients, cfg.seed, cfg.fmt)
+    started = time.perf_counter()
+    produced = produce_all(cfg.bootstrap, settings.kafka.cdc_topic, workload.messages())
+    in_topic = topic_count(cfg.bootstrap, settings.kafka.cdc_topic)
+    log(f"{label}: produced {produced:,} messages in {time.perf_counter() - started:.1f}s ({in_topic:,} in topic)")
+    prefix = settings.kafka.ingest_group.rsplit("ingest", 1)[0]
+
+    def stage_cfg(**extra: Any) -> dict[str, Any]:
+        return {"settings": overrides, "idle_s": cfg.idle_s, "base_dsn": base_dsn, **extra}
+
+    stages: dict[str, dict[str, Any]] = {}
+    stages["raw"] = run_stage(res, "raw", label, stage_cfg(group=f"{prefix}raw", target=produced))
+    stages["ingest"] = run_stage(res, "ingest", label, stage_cfg())
+    if naive:
+        stages["naive"] = run_stage(res, "naive", label, stage_cfg(group=f"{prefix}naive",
+                                                                   target=min(produced, cfg.naive_n)))
+    events = int(scalar(dsn, "SELECT count(*) FROM events"))
+    stages["relay"] = run_stage(res, "relay", label, stage_cfg())
+    stages["projector"] = run_stage(res, "projector", label, stage_cfg())
+
+    checks = {
+        "messages_produced": produced,
+        "messages_ingested": stages["ingest"]["items"],
+        "events": events,
+        "outbox_unpublished": int(scalar(dsn, "SELECT count(*) FROM outbox WHERE published_at IS NULL")),
+        "events_published": stages["relay"]["items"],
+        "events_projected": stages["projector"]["events"],
+        "clients_in_read_model": int(scalar(dsn, "SELECT count(*) FROM client_summary")),
+        "resync_requests": int(scalar(dsn, "SELECT count(*) FROM resync_requests")),
+        "snapshots": int(scalar(dsn, "SELECT count(*) FROM snapshots")),
+        "dead_letters": topic_count(cfg.bootstrap, settings.kafka.cdc_dlq_topic),
+        "poison_produced": workload.counts["POISON"],
+    }
+    if checks["dead_letters"]:
+        checks["dead_letter_reasons"] = dead_letter_reasons(cfg.bootstrap, settings.kafka.cdc_dlq_topic)
+    for what, got, want in (("ingested", checks["messages_ingested"], produced),
+                            ("published", checks["events_published"], events),
+                            ("projected", checks["events_projected"], events),
+                            ("dead-lettered", checks["dead_letters"], checks["poison_produced"])):
+        if got != want:
+            log(f"{label}: WARNING {what} {got:,}, expected {want:,}")
+    if checks.get("dead_letter_reasons"):
+        log(f"{label}: dead letters: {checks['dead_letter_reasons']}")
+    size = database_size(dsn)
+    with psycopg.connect(dsn) as conn:
+        breakdown = {
+            table: round(int(conn.execute("SELECT pg_total_relation_size(%s)", (table,)).fetchone()[0]) / MIB, 2)  # type: ignore[index]
+            for table in ("events", "outbox", "snapshots", "client_summary", "client_status_history",
+                          "resync_requests")
+        }
+    db = {
+        "size_mb": round(size / MIB, 2),
+        "empty_size_mb": round(empty / MIB, 2),
+        "events": events,
+        "mb_per_million_events": (size - empty) / MIB / events * 1e6 if events else None,
+        "mb_per_million_events_incl_empty": size / MIB / events * 1e6 if events else None,
+        "tables_mb": breakdown,
+    }
+    log(f"{label}: database {db['size_mb']} MiB for {events:,} events"
+        f" ({db['mb_per_million_events'] or 0:,.0f} MiB per million, over the empty database)")
+    ingest, raw = stages["ingest"], stages["raw"]
+    worker_rss = [stages[s]["rss_mb"] for s in ("ingest", "relay", "projector")]
+    return {
+        "n": n,
+        "clients": clients,
+        "ingest_per_s": ingest["per_s"],
+        "ingest_events_per_s": ingest["events_per_s"],
+        "relay_per_s": stages["relay"]["per_s"],
+        "projector_per_s": stages["projector"]["per_s"],
+        "projector_applied_per_s": stages["projector"]["events_per_s"],
+        "raw_per_s": raw["per_s"],
+        "naive_per_s": stages["naive"]["per_s"] if naive else None,
+        "peak_rss_mb": max(worker_rss),
+        "db_mb_per_million_events": db["mb_per_million_events"],
+        "mix": dict(workload.counts),
+        "stages": stages,
+        "db": db,
+        "checks": checks,
+    }
+
+
+class VersionPoller(threading.Thread):
+    """Polls the read-model versions of the sampled clients; keeps (time, version) at every change."""
+
+    def __init__(self, dsn: str, client_ids: list[str]) -> None:
+        super().__init__(name="version-poller", daemon=True)
+        self._dsn, self._ids = dsn, client_ids
+        self._stop_event = threading.Event()
+        self.seen: dict[str, list[tuple[float, int]]] = {cid: [] for cid in client_ids}
+        self.polls = 0
+
+    def run(self) -> None:
+        with psycopg.connect(self._dsn, autocommit=True) as conn:
+            while True:
+                stopping = self._stop_event.is_set()
+                rows = conn.execute("SELECT client_id, version FROM client_summary WHERE client_id = ANY(%s)",
+                                    (self._ids,)).fetchall()
+                now = time.time()
+                self.polls += 1
+                for cid, version in rows:
+                    history = self.seen[cid]
+                    if not history or history[-1][1] != version:
+                        history.append((now, version))
+                if stopping:
+                    return
+                time.sleep(POLL_S)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(30)
+
+    def visible_at(self, cid: str, version: int) -> float | None:
+        for at, seen in self.seen.get(cid, []):
+            if seen >= version:
+                return at
+        return None
+
+
+def e2e_pass(res: Resources, ingest_rate: float | None) -> dict[str, Any]:
+    """Ingest + relay + projector together, fed at half the ingest rate; produce -> read model latency."""
+    cfg = res.cfg
+    rate = max(20.0, (ingest_rate or 400.0) / 2)
+    n = cfg.e2e_n or max(min(cfg.n, 1000), min(cfg.n, 20_000, int(rate * 30)))
+    clients = cfg.clients_for(n)
+    label = "e2e"
+    dsn, _ = res.database(label)
+    overrides = res.worker_settings(label, dsn)
+    settings = res.create_topics(overrides)
+    workload = Workload(n, clients, cfg.seed + 1, cfg.fmt, tag="BE")
+    messages = list(workload.messages())
+    warm_ids = [client_id("BW", i) for i in range(E2E_WARMUP)]
+    sample = sorted(random.Random(cfg.seed).sample(workload.ids, min(len(workload.ids), E2E_SAMPLE)))
+    log(f"{label}: {n:,} messages over {clients:,} clients at {rate:,.0f}/s (half the ingest rate),"
+        f" {len(sample)} clients sampled")
+    stage = Stage(res, "e2e", label, {"settings": overrides, "idle_s": max(cfg.idle_s, 3.0)})
+    topic = settings.kafka.cdc_topic
+    producer = Producer({"bootstrap.servers": cfg.bootstrap, "enable.idempotence": True, "linger.ms": 5})
+    produced: dict[tuple[int, int], float] = {}
+    failures: list[Any] = []
+
+    def report(err: Any, msg: Any) -> None:
+        if err is not None:
+            failures.append(err)
+        else:
+            produced[(msg.partition(), msg.offset())] = msg.timestamp()[1] / 1000
+
+    for key, value, headers in workload.creates(warm_ids):
+        producer.produce(topic, value=value, key=key, headers=headers)
+    producer.flush(30)
+    deadline = time.monotonic() + 180
+    while scalar(dsn, "SELECT count(*) FROM client_summary WHERE client_id = ANY(%s)", (warm_ids,)) < len(warm_ids):
+        if stage.process.poll() is not None or time.monotonic() > deadline:
+            stage.wait(1)
+            raise RuntimeError("the warm-up clients never reached the read model")
+        time.sleep(0.05)
+    log(f"{label}: roles warm ({time.perf_counter() - stage.started:.1f}s after start); feeding")
+    poller = VersionPoller(dsn, sample)
+    poller.start()
+    t0 = time.monotonic()
+    for i, (key, value, headers) in enumerate(messages):
+        delay = t0 + i / rate - time.monotonic()
+        if delay > 0.001:
+            time.sleep(delay)
+        while True:
+            try:
+                producer.produce(topic, value=value, key=key, headers=headers, on_delivery=report)
+                break
+            except BufferError:
+                producer.poll(0.05)
+        producer.poll(0)
+    producer.flush(60)
+    feed_s = time.monotonic() - t0
+    log(f"{label}: fed {len(messages):,} messages in {feed_s:.1f}s; waiting for the roles to go idle")
+    result = stage.wait(timeout_s=max(300.0, feed_s * 10))
+    poller.stop()
+    if failures:
+        raise RuntimeError(f"{len(failures)} e2e messages not produced: {failures[:3]}")
+
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT stream_id, max(version), (metadata->>'source_partition')::int, (metadata->>'source_offset')::bigint"
+            " FROM events WHERE stream_id = ANY(%s) AND metadata ? 'source_offset'"
+            " GROUP BY 1, 3, 4", (sample,)).fetchall()
+    latencies, unseen = [], 0
+    for stream_id, version, partition, offset in rows:
+        at_produce = produced.get((partition, offset))
+        if at_produce is None:
+            continue  # a warm-up message
+        visible = poller.visible_at(stream_id, version)
+        if visible is None:
+            unseen += 1
+            continue
+        latencies.append(max(0.0, visible - at_produce))
+    if unseen:
+        log(f"{label}: WARNING {unseen} sampled changes never seen in the read model")
+    p50, p95, p99 = (percentile(latencies, q) for q in (50, 95, 99))
+    log(f"{label}: {len(latencies)} changes timed: p50 {p50 or 0:.3f}s p95 {p95 or 0:.3f}s p99 {p99 or 0:.3f}s;"
+        f" peak RSS {result['rss_mb']:.0f} MiB")
+    return {
+        "n": len(messages), "clients": clients, "feed_rate_per_s": rate, "feed_s": feed_s,
+        "sampled_clients": len(sample), "changes_timed": len(latencies), "unseen": unseen, "polls": poller.polls,
+        "poll_interval_s": POLL_S, "p50_s": p50, "p95_s": p95, "p99_s": p99,
+        "max_s": max(latencies) if latencies else None,
+        "mean_s": statistics.fmean(latencies) if latencies else None, "rss_mb": result["rss_mb"],
+        "codes": result.get("codes"),
+    }
+
+
+def snapshot_pass(res: Resources) -> dict[str, Any]:
+    """A 10 000-event stream written through ClientBatch + the handlers, loaded back with and without
+    snapshots (snapshot_interval 100 vs one larger than the stream)."""
+    from worker.adapters.postgres.event_store import PostgresEventStore, make_pool
+    from worker.application.commands import ChangeClientDetails, ChangeMetadata, ClientData, RegisterClient
+    from worker.application.handlers import HandlerContext, change_client_details, register_client
+    from worker.application.unit_of_work import ClientBatch
+    from worker.domain import StatusRule
+
+    dsn, _ = res.database("snapshots")
+    pool = make_pool(dsn, 2, 5.0)
+    store = PostgresEventStore(pool)
+    rule = StatusRule()
+
+    def change(cid: str, i: int) -> ChangeMetadata:
+        return ChangeMetadata(transaction_key=f"snap-{cid}-{i}", sequence_number=1,
+                              commit_timestamp_ms=1_700_000_000_000 + i * 1000, change_type="UPDATE",
+                              correlation_id=f"snap-{cid}-{i}", causation_id=f"bench:{i}")
+
+    out: dict[str, Any] = {"events": SNAPSHOT_EVENTS}
+    try:
+        for label, cid, interval in (("snapshot", client_id("SN", 1), 100),
+                                     ("no_snapshot", client_id("SN", 2), SNAPSHOT_EVENTS * 1000)):
+            batch = ClientBatch(store, snapshot_interval=interval, worker_version="bench")
+            ctx = HandlerContext(batch, rule)
+            register_client(RegisterClient(client_id=cid, data=ClientData(name="Snapshot Bench", active="Yes"),
+                                           change=change(cid, 0)), ctx)
+            for i in range(1, SNAPSHOT_EVENTS):
+                change_client_details(ChangeClientDetails(client_id=cid, changes={"phone": f"+1 555 {i:07d}"},
+                                                          change=change(cid, i)), ctx)
+            store.commit(batch.changes())
+            times, replayed = [], 0
+            for _ in range(7):
+                loader = ClientBatch(store, snapshot_interval=interval, worker_version="bench")
+                started = time.perf_counter()
+                client = loader.get(cid)
+                times.append(time.perf_counter() - started)
+                replayed = loader.events_replayed
+                if client.version != SNAPSHOT_EVENTS:
+                    raise RuntimeError(f"{label}: loaded version {client.version}, wrote {SNAPSHOT_EVENTS}")
+            out[f"{label}_load_s"] = statistics.median(times)
+            out[f"{label}_events_replayed"] = replayed
+            log(f"snapshots: {label}: load {statistics.median(times) * 1000:.1f} ms (median of 7),"
+                f" {replayed} events replayed")
+    finally:
+        pool.close()
+    return out
+
+
+def environment(cfg: Config) -> dict[str, Any]:
+    import confluent_kafka
+
+    with psycopg.connect(cfg.database_url) as conn:
+        server = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
+    return {
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "confluent_kafka": confluent_kafka.version()[0],
+        "librdkafka": confluent_kafka.libversion()[0],
+        "psycopg": psycopg.__version__,
+        "postgresql": server,
+        "cpu_count": os.cpu_count(),
+        "kafka_bootstrap": cfg.bootstrap,
+    }
+
+
+# -- output ------------------------------------------------------------------------------------------------------
+
+
+def _num(value: float | None, fmt: str = ",.0f") -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def table(report: dict[str, Any]) -> str:
+    main = report["main"]
+    st = main["stages"]
+    lines = [
+        f"salesforce-cdc-worker benchmark: n={report['n']:,} messages, {main['clients']:,} clients,"
+        f" format {report['format']}, seed {report['seed']}, {report['env']['cpu_count']} CPUs,"
+        f" Python {report['env']['python']}, librdkafka {report['env']['librdkafka']},"
+        f" PostgreSQL {report['env']['postgresql']}",
+        "",
+        f"{'stage':<34}{'rate':>12}  {'unit':<22}{'peak RSS MiB':>13}",
+        "-" * 81,
+    ]
+
+    def row(name: str, rate: float | None, unit: str, rss: float | None) -> None:
+        lines.append(f"{name:<34}{_num(rate):>12}  {unit:<22}{_num(rss):>13}")
+
+    row("raw ceiling (consume+parse+COPY)", main["raw_per_s"], "messages/s", st["raw"]["rss_mb"])
+    row("ingest", main["ingest_per_s"], "messages/s", st["ingest"]["rss_mb"])
+    row("  events appended", main["ingest_events_per_s"], "events/s", None)
+    if "naive" in st:
+        row(f"naive (1 tx + 1 commit/msg, {st['naive']['items']:,})", main["naive_per_s"], "messages/s",
+            st["naive"]["rss_mb"])
+    row("relay (outbox -> client.events)", main["relay_per_s"], "events/s", st["relay"]["rss_mb"])
+    row("projector (-> read models)", main["projector_per_s"], "events/s", st["projector"]["rss_mb"])
+    if report.get("e2e"):
+        e2e = report["e2e"]
+        row("all three together (e2e pass)", e2e["feed_rate_per_s"], "messages/s fed", e2e["rss_mb"])
+    r = report["ratios"]
+    lines += [
+        "",
+        f"ratios: ingest/raw {_num(r['ingest/raw'], '.2f')}, ingest/naive {_num(r['ingest/naive'], '.2f')},"
+        f" projector/ingest {_num(r['projector/ingest'], '.2f')}, relay/ingest {_num(r['relay/ingest'], '.2f')}"
+        " (projector and relay against ingest's events/s)",
+    ]
+    if report.get("e2e"):
+        e = report["e2e"]
+        lines.append(
+            f"end-to-end latency, produce -> read model ({e['changes_timed']:,} changes of {e['sampled_clients']}"
+            f" clients, fed at {e['feed_rate_per_s']:,.0f}/s): p50 {_num(report['e2e_p50_s'], '.3f')}s"
+            f"  p95 {_num(report['e2e_p95_s'], '.3f')}s  p99 {_num(report['e2e_p99_s'], '.3f')}s")
+    db = main["db"]
+    lines.append(f"database: {_num(report['db_mb_per_million_events'])} MiB per million events"
+                 f" ({db['size_mb'] - db['empty_size_mb']:,.1f} MiB over the empty database for {db['events']:,}"
+                 f" events; events {db['tables_mb']['events']} MiB, outbox {db['tables_mb']['outbox']} MiB,"
+                 f" snapshots {db['tables_mb']['snapshots']} MiB, read model {db['tables_mb']['client_summary']} MiB)")
+    if report.get("snapshot_load_s") is not None:
+        lines.append(
+            f"aggregate load, {SNAPSHOT_EVENTS:,} events: {report['snapshot_load_s'] * 1000:,.1f} ms with snapshots"
+            f" (every 100), {report['no_snapshot_load_s'] * 1000:,.1f} ms without"
+            f" ({_num(ratio(report['no_snapshot_load_s'], report['snapshot_load_s']), '.0f')}x)")
+    lines.append(f"peak RSS of the worker's processes: {_num(report['peak_rss_mb'])} MiB")
+    scale = report.get("scale")
+    if scale:
+        lines += [
+            "",
+            f"scale x{scale['factor']}: n={scale['n']:,} ({scale['clients']:,} clients):"
+            f" ingest {_num(scale['ingest_per_s'])}/s vs {_num(main['ingest_per_s'])}/s at n={main['n']:,}"
+            f" ({_num(ratio(scale['ingest_per_s'], main['ingest_per_s']), '.2f')}x);"
+            f" raw {_num(scale['raw_per_s'])}/s, relay {_num(scale['relay_per_s'])}/s,"
+            f" projector {_num(scale['projector_per_s'])}/s,"
+            f" {_num(scale['db_mb_per_million_events'])} MiB per million events,"
+            f" peak RSS {_num(scale['peak_rss_mb'])} MiB",
+        ]
+    return "\n".join(lines)
+
+
+def build_report(cfg: Config, env: dict[str, Any], main: dict[str, Any], e2e: dict[str, Any] | None,
+                 snaps: dict[str, Any] | None, scale: dict[str, Any] | None) -> dict[str, Any]:
+    rss = [main["peak_rss_mb"], *([e2e["rss_mb"]] if e2e else [])]
+    scale_out = None
+    if scale is not None:
+        scale_out = {
+            "factor": cfg.scale,
+            **{k: scale[k] for k in ("n", "clients", "ingest_per_s", "ingest_events_per_s", "relay_per_s",
+                                     "projector_per_s", "raw_per_s", "naive_per_s", "peak_rss_mb",
+                                     "db_mb_per_million_events")},
+            "e2e_p50_s": None, "e2e_p95_s": None, "e2e_p99_s": None,
+            "ingest_vs_base": ratio(scale["ingest_per_s"], main["ingest_per_s"]),
+            "ingest/raw": ratio(scale["ingest_per_s"], scale["raw_per_s"]),
+            "mix": scale["mix"], "stages": scale["stages"], "db": scale["db"], "checks": scale["checks"],
+        }
+    return {
+        "n": main["n"],
+        "clients": main["clients"],
+        "format": cfg.fmt,
+        "seed": cfg.seed,
+        "ingest_per_s": main["ingest_per_s"],
+        "ingest_events_per_s": main["ingest_events_per_s"],
+        "relay_per_s": main["relay_per_s"],
+        "projector_per_s": main["projector_per_s"],
+        "raw_per_s": main["raw_per_s"],
+        "naive_per_s": main["naive_per_s"],
+        "e2e_p50_s": e2e["p50_s"] if e2e else None,
+        "e2e_p95_s": e2e["p95_s"] if e2e else None,
+        "e2e_p99_s": e2e["p99_s"] if e2e else None,
+        "peak_rss_mb": max(rss),
+        "db_mb_per_million_events": main["db_mb_per_million_events"],
+        "snapshot_load_s": snaps["snapshot_load_s"] if snaps else None,
+        "no_snapshot_load_s": snaps["no_snapshot_load_s"] if snaps else None,
+        "scale": scale_out,
+        "env": env,
+        "ratios": {
+            "ingest/raw": ratio(main["ingest_per_s"], main["raw_per_s"]),
+            "ingest/naive": ratio(main["ingest_per_s"], main["naive_per_s"]),
+            "projector/ingest": ratio(main["projector_per_s"], main["ingest_events_per_s"]),
+            "relay/ingest": ratio(main["relay_per_s"], main["ingest_events_per_s"]),
+        },
+        "units": {
+            "ingest_per_s": "CDC messages/s", "raw_per_s": "CDC messages/s", "naive_per_s": "CDC messages/s",
+            "relay_per_s": "events/s", "projector_per_s": "events/s", "rates": "steady state: end of the first"
+            " batch to end of the last, the first batch left out", "mb": "MiB",
+            "db_mb_per_million_events": "(database size - size right after the migrations) / events * 1e6",
+            "peak_rss_mb": "largest VmHWM of the worker's stage processes (ingest, relay, projector, e2e)",
+        },
+        "main": main,
+        "e2e": e2e,
+        "snapshots": snaps,
+    }
+
+
+def _run(cfg: Config, res: Resources) -> dict[str, Any]:
+    env = environment(cfg)
+    log(f"run {res.run_id}: {env['cpu_count']} CPUs, Python {env['python']}, librdkafka {env['librdkafka']},"
+        f" PostgreSQL {env['postgresql']}; stage logs in {res.workdir}")
+    main = throughput_pass(res, "main", cfg.n, naive=True)
+    e2e = e2e_pass(res, main["ingest_per_s"])
+    snaps = snapshot_pass(res)
+    scale = throughput_pass(res, f"x{cfg.scale}", cfg.n * cfg.scale, naive=False) if cfg.scale > 1 else None
+    return build_report(cfg, env, main, e2e, snaps, scale)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, help="write the figures as JSON to this file")
+    args = parser.parse_args(argv)
+    dropped = [k for k in os.environ if k.startswith("WORKER_")]
+    for key in dropped:
+        del os.environ[key]  # every setting of the stages comes from the run's own configuration
+    if dropped:
+        log(f"ignoring {', '.join(sorted(dropped))}")
+    cfg = Config.from_env()
+    res = Resources(cfg, uuid.uuid4().hex[:8], Path(tempfile.mkdtemp(prefix="bench-")))
+    try:
+        report = _run(cfg, res)
+    except BaseException:
+        res.cleanup(keep_logs=True)
+        raise
+    res.cleanup()
+    print(table(report))
+    if args.out:
+        args.out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+        log(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""One benchmark stage in its own process: `python -m tests.benchmarks.stage ROLE CONFIG.json`.
+
+Roles: `ingest`, `relay`, `projector` (the worker's own loops from `worker.bootstrap`, with an IdleClock so they
+exit once idle), `raw` and `naive` (the baselines), `e2e` (ingest + relay + projector together, in threads, as
+`worker run all` runs them). The result (JSON, with this process's peak RSS) goes to the config's `result` path.
+
+Throughput is timed through the Metrics object bootstrap accepts: its per-batch callbacks (called after the
+offsets are committed, or after the outbox rows are marked) close each batch; see `common.Span`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tests.benchmarks.common import Span, peak_rss_mb
+
+RAW_TABLE = "bench_raw"
+NAIVE_TABLE = "bench_naive"
+BASELINE_DDL = """
+CREATE TABLE IF NOT EXISTS {name} (
+    id           bigserial PRIMARY KEY,
+    partition    integer NOT NULL,
+    "offset"     bigint  NOT NULL,
+    record_ids   text    NOT NULL,
+    change_type  text    NOT NULL,
+    commit_ts_ms bigint  NOT NULL,
+    fields       jsonb   NOT NULL
+)
+"""
+
+
+def _settings(cfg: dict[str, Any]) -> Any:
+    from worker.config import load_settings
+
+    return load_settings(_env_file=None, **cfg["settings"])
+
+
+def _timed_metrics(span: Span) -> Any:
+    """The worker's Metrics, with each per-batch callback also closing a batch of `span`."""
+    from worker.observability import Metrics
+
+    class TimedMetrics(Metrics):
+        def ingest_batch(self, *args: Any) -> None:
+            super().ingest_batch(*args)
+            batch, outcome = args[-2], args[-1]
+            span.end(len(batch), outcome.events, len(outcome.dead_letters))
+
+        def projector_batch(self, *args: Any) -> None:
+            super().projector_batch(*args)
+            batch, outcome = args[-2], args[-1]
+            span.end(len(batch), outcome.applied, len(outcome.dead_letters))
+
+        def relay_published(self, rows: Sequence[Any]) -> None:
+            super().relay_published(rows)
+            if rows:
+                span.end(len(rows), len(rows))
+
+    return TimedMetrics()
+
+
+def run_role(cfg: dict[str, Any], role: str) -> dict[str, Any]:
+    from worker import bootstrap
+    from worker.entrypoints.runtime import IdleClock, Stopper
+
+    span = Span()
+    app = bootstrap.bootstrap(_settings(cfg), metrics=_timed_metrics(span))
+    builders: dict[str, Callable[..., Any]] = {
+        "ingest": bootstrap.ingest_loop, "relay": bootstrap.relay, "projector": bootstrap.projector_loop,
+    }
+    started = time.perf_counter()
+    try:
+        code = int(builders[role](app, Stopper(), IdleClock(cfg["idle_s"])).run())
+    finally:
+        app.close()
+    return {"code": code, "wall_s": time.perf_counter() - started, **span.figures()}
+
+
+def run_all(cfg: dict[str, Any]) -> dict[str, Any]:
+    """ingest, relay, projector in threads; each stops once idle after the one upstream has stopped."""
+    from worker import bootstrap
+    from worker.entrypoints.runtime import IdleClock, Stopper
+
+    spans = Span()
+    app = bootstrap.bootstrap(_settings(cfg), metrics=_timed_metrics(spans))
+    stopper = Stopper()
+    roles = [("ingest", bootstrap.ingest_loop), ("relay", bootstrap.relay), ("projector", bootstrap.projector_loop)]
+    finished = {name: threading.Event() for name, _ in roles}
+    codes: dict[str, int] = {}
+
+    def target(index: int) -> None:
+        name, build = roles[index]
+        after = finished[roles[index - 1][0]].is_set if index else None
+        try:
+            codes[name] = int(build(app, stopper, IdleClock(cfg["idle_s"], after)).run())
+        except Exception:
+            logging.getLogger("bench").exception("%s failed", name)
+            codes[name] = 1
+            stopper.stop()
+        finally:
+            finished[name].set()
+
+    threads = [threading.Thread(target=target, args=(i,), name=name, daemon=True) for i, (name, _) in enumerate(roles)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    app.close()
+    return {"code": max(codes.values(), default=1), "codes": codes, "wall_s": time.perf_counter() - started}
+
+
+# -- baselines ---------------------------------------------------------------------------------------------------
+
+
+class _BaselineConsumer:
+    """A plain confluent_kafka Consumer in its own group: manual commits, the worker's read settings."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        from confluent_kafka import Consumer
+
+        kafka = cfg["settings"]["kafka"]
+        self.joined_at: float | None = None
+        self.consumer = Consumer({
+            "bootstrap.servers": kafka["bootstrap_servers"],
+            "group.id": cfg["group"],
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "enable.partition.eof": False,
+            "isolation.level": "read_committed",
+        })
+        self.consumer.subscribe([kafka["cdc_topic"]], on_assign=self._assigned)
+
+    def _assigned(self, _consumer: Any, _partitions: Any) -> None:
+        self.joined_at = time.monotonic()
+
+    def idle_for(self, seconds: float, last: float | None) -> bool:
+        if self.joined_at is None:
+            return False
+        return time.monotonic() - max(self.joined_at, last or 0.0) >= seconds
+
+
+def _row(message: Any, resolver: Any) -> tuple[Any, ...] | None:
+    from psycopg.types.json import Jsonb
+
+    from worker.adapters.salesforce.change_event import FieldState
+    from worker.adapters.salesforce.errors import ChangeEventParseError
+    from worker.adapters.salesforce.event_parser import parse
+
+    try:
+        event = parse(message.value() or b"", message.headers(), schemas=resolver)
+    except ChangeEventParseError:
+        return None
+    fields = {name: value.value for name, value in event.fields.items() if value.state is not FieldState.UNCHANGED}
+    return (message.partition(), message.offset(), ",".join(event.record_ids), event.change_type.value,
+            event.commit_timestamp_ms, Jsonb(fields))
+
+
+def run_raw(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The ceiling: consume a batch, decode it, COPY it into a plain table, commit offsets. No domain."""
+    import psycopg
+    from confluent_kafka import TopicPartition
+
+    from worker.adapters.salesforce.schemas import SchemaResolver
+
+    kafka = cfg["settings"]["kafka"]
+    resolver = SchemaResolver()
+    span = Span()
+    source = _BaselineConsumer(cfg)
+    consumer = source.consumer
+    copy_sql = (f'COPY {RAW_TABLE} (partition, "offset", record_ids, change_type, commit_ts_ms, fields)'
+                " FROM STDIN")
+    last: float | None = None
+    with psycopg.connect(cfg["base_dsn"]) as conn:
+        conn.execute(BASELINE_DDL.format(name=RAW_TABLE))
+        conn.commit()
+        while span.items < cfg["target"]:
+            batch = [m for m in consumer.consume(kafka.get("batch_size", 500), kafka.get("batch_timeout_s", 0.5))
+                     if m.error() is None]
+            if not batch:
+                if source.idle_for(cfg["idle_s"], last):
+                    break
+                continue
+            rows = [row for row in (_row(m, resolver) for m in batch) if row is not None]
+            with conn.transaction(), conn.cursor() as cur, cur.copy(copy_sql) as copy:
+                for row in rows:
+                    copy.write_row(row)
+            offsets: dict[tuple[str, int], int] = {}
+            for m in batch:
+                offsets[(m.topic(), m.partition())] = max(offsets.get((m.topic(), m.partition()), 0), m.offset() + 1)
+            consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
+            span.end(len(batch), len(rows), len(batch) - len(rows))
+            last = time.monotonic()
+    consumer.close()
+    return {"code": 0, **span.figures()}
+
+
+def run_naive(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The naive consumer: per message, decode, one INSERT in its own transaction, one synchronous commit."""
+    import psycopg
+    from confluent_kafka import TopicPartition
+
+    from worker.adapters.salesforce.schemas import SchemaResolver
+
+    kafka = cfg["settings"]["kafka"]
+    resolver = SchemaResolver()
+    span = Span()
+    source = _BaselineConsumer(cfg)
+    consumer = source.consumer
+    insert = (f'INSERT INTO {NAIVE_TABLE} (partition, "offset", record_ids, change_type, commit_ts_ms, fields)'
+              " VALUES (%s, %s, %s, %s, %s, %s)")
+    last: float | None = None
+    with psycopg.connect(cfg["base_dsn"]) as conn:
+        conn.execute(BASELINE_DDL.format(name=NAIVE_TABLE))
+        conn.commit()
+        while span.items < cfg["target"]:
+            message = consumer.poll(kafka.get("batch_timeout_s", 0.5))
+            if message is None or message.error() is not None:
+                if source.idle_for(cfg["idle_s"], last):
+                    break
+                continue
+            row = _row(message, resolver)
+            if row is not None:
+                with conn.transaction():
+                    conn.execute(insert, row)
+            consumer.commit(offsets=[TopicPartition(message.topic(), message.partition(), message.offset() + 1)],
+                            asynchronous=False)
+            span.end(1, int(row is not None), int(row is None))
+            last = time.monotonic()
+    consumer.close()
+    return {"code": 0, **span.figures()}
+
+
+ROLES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "ingest": lambda cfg: run_role(cfg, "ingest"),
+    "relay": lambda cfg: run_role(cfg, "relay"),
+    "projector": lambda cfg: run_role(cfg, "projector"),
+    "e2e": run_all,
+    "raw": run_raw,
+    "naive": run_naive,
+}
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3 or argv[1] not in ROLES:
+        print(f"usage: python -m tests.benchmarks.stage {{{','.join(ROLES)}}} CONFIG.json", file=sys.stderr)
+        return 2
+    cfg = json.loads(Path(argv[2]).read_text(encoding="utf-8"))
+    for key in [k for k in os.environ if k.startswith("WORKER_")]:
+        del os.environ[key]  # the config file is the only source of settings
+    logging.basicConfig(level=cfg.get("log_level", "WARNING"),
+                        format="%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s")
+    result = ROLES[argv[1]](cfg)
+    result["rss_mb"] = peak_rss_mb()
+    Path(cfg["result"]).write_text(json.dumps(result), encoding="utf-8")
+    return int(result.get("code", 0))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
