@@ -13,8 +13,11 @@ Needs KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (a role that may CREATE DATABASE)
 4. Aggregate load time of a 10 000-event stream, with snapshots every 100 events and with none.
 5. The same workload at BENCH_SCALE x N (5; 1 skips it): raw, ingest, relay, projector, database size.
 
-Other knobs: BENCH_IDLE_S (2.0, idle time before a stage exits), BENCH_BATCH_SIZE (the worker's default),
-BENCH_KEEP=1 (keep databases and topics for inspection), BENCH_LOG_LEVEL (WARNING, the stages' log files).
+Other knobs: BENCH_IDLE_S (2.0, idle time before a stage exits), BENCH_BATCH_SIZE and BENCH_BATCH_TIMEOUT_S (the
+worker's kafka.batch_size / batch_timeout_s; its defaults otherwise), BENCH_E2E_MODE (threads: the three roles in
+one process, as `worker run all`; processes: one process per role, as deployed),
+BENCH_KEEP=1 (keep databases and topics for inspection), BENCH_LOG_LEVEL (WARNING, the stages' log files),
+BENCH_PROFILE=ingest,projector,... (those stages under py-spy, if installed; see `profiled`).
 """
 
 from __future__ import annotations
@@ -67,8 +70,11 @@ class Config:
     e2e_n: int | None
     idle_s: float
     batch_size: int | None
+    batch_timeout_s: float | None
+    e2e_mode: str
     keep: bool
     log_level: str
+    profile: tuple[str, ...]
 
     @classmethod
     def from_env(cls) -> Config:
@@ -85,8 +91,11 @@ class Config:
             e2e_n=int(env["BENCH_E2E_N"]) if env.get("BENCH_E2E_N") else None,
             idle_s=float(env.get("BENCH_IDLE_S", "2.0")),
             batch_size=int(env["BENCH_BATCH_SIZE"]) if env.get("BENCH_BATCH_SIZE") else None,
+            batch_timeout_s=float(env["BENCH_BATCH_TIMEOUT_S"]) if env.get("BENCH_BATCH_TIMEOUT_S") else None,
+            e2e_mode=env.get("BENCH_E2E_MODE", "threads"),
             keep=env.get("BENCH_KEEP", "") not in ("", "0"),
             log_level=env.get("BENCH_LOG_LEVEL", "WARNING"),
+            profile=tuple(r.strip() for r in env.get("BENCH_PROFILE", "").split(",") if r.strip()),
         )
 
     def clients_for(self, n: int) -> int:
@@ -130,6 +139,8 @@ class Resources:
         }
         if self.cfg.batch_size:
             kafka["batch_size"] = self.cfg.batch_size
+        if self.cfg.batch_timeout_s:
+            kafka["batch_timeout_s"] = self.cfg.batch_timeout_s
         self.groups += [kafka["ingest_group"], kafka["projector_group"], f"{prefix}raw", f"{prefix}naive"]
         return {
             "kafka": kafka,
@@ -263,6 +274,20 @@ def produce_all(bootstrap: str, topic: str, messages: Iterable[tuple[bytes, byte
     return count
 
 
+def profiled(command: list[str], res: Resources, name: str) -> list[str]:
+    """BENCH_PROFILE=role[,role]: the stage under py-spy (installed separately: `pip install py-spy`), collapsed
+    stacks kept in BENCH_PROFILE_DIR (default /tmp/bench-profiles). Profiling slows the stage down."""
+    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(py_spy).exists():
+        log("BENCH_PROFILE: py-spy is not installed (pip install py-spy); running without it")
+        return command
+    folder = Path(os.environ.get("BENCH_PROFILE_DIR", "/tmp/bench-profiles"))
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"{res.run_id}-{name}.txt"
+    log(f"profiling {name} into {out}")
+    return [py_spy, "record", "--format", "raw", "--rate", "250", "--output", str(out), "--", *command]
+
+
 class Stage:
     """One stage process; its log (stderr + stdout) goes to the work folder."""
 
@@ -274,12 +299,12 @@ class Stage:
         config_path.write_text(json.dumps({**cfg, "result": str(self.result_path), "log_level": res.cfg.log_level}))
         env = {k: v for k, v in os.environ.items() if not k.startswith("WORKER_")}
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+        command = [sys.executable, "-m", "tests.benchmarks.stage", role, str(config_path)]
+        if role in res.cfg.profile or f"{label}-{role}" in res.cfg.profile:
+            command = profiled(command, res, f"{label}-{role}")
         self._log = self.log_path.open("wb")
         self.started = time.perf_counter()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tests.benchmarks.stage", role, str(config_path)],
-            cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT,
-        )
+        self.process = subprocess.Popen(command, cwd=REPO, env=env, stdout=self._log, stderr=subprocess.STDOUT)
 
     def wait(self, timeout_s: float | None = None) -> dict[str, Any]:
         try:
@@ -443,6 +468,32 @@ class VersionPoller(threading.Thread):
         return None
 
 
+def hop_breakdown(dsn: str, sample: list[str], produced: dict[tuple[int, int], float],
+                  poller: VersionPoller) -> dict[str, float]:
+    """Where the time goes, for each sampled client's last change: the database's own clocks (events.recorded_at,
+    outbox.published_at, client_summary.projected_at: each a transaction's start) between the produce time and
+    the poll that saw it."""
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT s.client_id, s.version, (e.metadata->>'source_partition')::int,"
+            " (e.metadata->>'source_offset')::bigint, extract(epoch FROM e.recorded_at)::float8,"
+            " extract(epoch FROM o.published_at)::float8, extract(epoch FROM s.projected_at)::float8"
+            " FROM client_summary s JOIN events e ON e.stream_id = s.client_id AND e.version = s.version"
+            " JOIN outbox o ON o.event_id = e.event_id WHERE s.client_id = ANY(%s)", (sample,)).fetchall()
+    spans: dict[str, list[float]] = {"to ingest commit": [], "to relay publish": [], "to projector tx": [],
+                                     "to seen by poll": []}
+    for cid, version, partition, offset, recorded, published, projected in rows:
+        at_produce = produced.get((partition, offset))
+        seen = poller.visible_at(cid, version)
+        if at_produce is None or seen is None or published is None:
+            continue
+        spans["to ingest commit"].append(recorded - at_produce)
+        spans["to relay publish"].append(published - recorded)
+        spans["to projector tx"].append(projected - published)
+        spans["to seen by poll"].append(seen - projected)
+    return {k: statistics.median(v) for k, v in spans.items() if v}
+
+
 def e2e_pass(res: Resources, ingest_rate: float | None) -> dict[str, Any]:
     """Ingest + relay + projector together, fed at half the ingest rate; produce -> read model latency."""
     cfg = res.cfg
@@ -459,7 +510,12 @@ def e2e_pass(res: Resources, ingest_rate: float | None) -> dict[str, Any]:
     sample = sorted(random.Random(cfg.seed).sample(workload.ids, min(len(workload.ids), E2E_SAMPLE)))
     log(f"{label}: {n:,} messages over {clients:,} clients at {rate:,.0f}/s (half the ingest rate),"
         f" {len(sample)} clients sampled")
-    stage = Stage(res, "e2e", label, {"settings": overrides, "idle_s": max(cfg.idle_s, 3.0)})
+    if cfg.e2e_mode == "processes":  # no shared "upstream stopped" signal: a longer idle time instead
+        stages = [Stage(res, role, label, {"settings": overrides, "idle_s": max(cfg.idle_s, 3.0) + 7})
+                  for role in ("ingest", "relay", "projector")]
+    else:
+        stages = [Stage(res, "e2e", label, {"settings": overrides, "idle_s": max(cfg.idle_s, 3.0)})]
+    started_at = time.perf_counter()
     topic = settings.kafka.cdc_topic
     producer = Producer({"bootstrap.servers": cfg.bootstrap, "enable.idempotence": True, "linger.ms": 5})
     produced: dict[tuple[int, int], float] = {}
@@ -476,11 +532,12 @@ def e2e_pass(res: Resources, ingest_rate: float | None) -> dict[str, Any]:
     producer.flush(30)
     deadline = time.monotonic() + 180
     while scalar(dsn, "SELECT count(*) FROM client_summary WHERE client_id = ANY(%s)", (warm_ids,)) < len(warm_ids):
-        if stage.process.poll() is not None or time.monotonic() > deadline:
-            stage.wait(1)
+        if any(stage.process.poll() is not None for stage in stages) or time.monotonic() > deadline:
+            for stage in stages:
+                stage.wait(1)
             raise RuntimeError("the warm-up clients never reached the read model")
         time.sleep(0.05)
-    log(f"{label}: roles warm ({time.perf_counter() - stage.started:.1f}s after start); feeding")
+    log(f"{label}: roles warm ({time.perf_counter() - started_at:.1f}s after start); feeding")
     poller = VersionPoller(dsn, sample)
     poller.start()
     t0 = time.monotonic()
@@ -498,7 +555,7 @@ def e2e_pass(res: Resources, ingest_rate: float | None) -> dict[str, Any]:
     producer.flush(60)
     feed_s = time.monotonic() - t0
     log(f"{label}: fed {len(messages):,} messages in {feed_s:.1f}s; waiting for the roles to go idle")
-    result = stage.wait(timeout_s=max(300.0, feed_s * 10))
+    results = [stage.wait(timeout_s=max(300.0, feed_s * 10)) for stage in stages]
     poller.stop()
     if failures:
         raise RuntimeError(f"{len(failures)} e2e messages not produced: {failures[:3]}")
@@ -520,16 +577,20 @@ def e2e_pass(res: Resources, ingest_rate: float | None) -> dict[str, Any]:
         latencies.append(max(0.0, visible - at_produce))
     if unseen:
         log(f"{label}: WARNING {unseen} sampled changes never seen in the read model")
+    hops = hop_breakdown(dsn, sample, produced, poller)
+    if hops:
+        log(f"{label}: median per hop: " + ", ".join(f"{k} {v:.3f}s" for k, v in hops.items()))
     p50, p95, p99 = (percentile(latencies, q) for q in (50, 95, 99))
+    rss = max(r["rss_mb"] for r in results)
     log(f"{label}: {len(latencies)} changes timed: p50 {p50 or 0:.3f}s p95 {p95 or 0:.3f}s p99 {p99 or 0:.3f}s;"
-        f" peak RSS {result['rss_mb']:.0f} MiB")
+        f" peak RSS {rss:.0f} MiB ({cfg.e2e_mode})")
     return {
         "n": len(messages), "clients": clients, "feed_rate_per_s": rate, "feed_s": feed_s,
         "sampled_clients": len(sample), "changes_timed": len(latencies), "unseen": unseen, "polls": poller.polls,
         "poll_interval_s": POLL_S, "p50_s": p50, "p95_s": p95, "p99_s": p99,
-        "max_s": max(latencies) if latencies else None,
-        "mean_s": statistics.fmean(latencies) if latencies else None, "rss_mb": result["rss_mb"],
-        "codes": result.get("codes"),
+        "max_s": max(latencies) if latencies else None, "median_hops_s": hops,
+        "mean_s": statistics.fmean(latencies) if latencies else None, "rss_mb": rss, "mode": cfg.e2e_mode,
+        "batch_timeout_s": settings.kafka.batch_timeout_s,
     }
 
 
@@ -633,7 +694,8 @@ def table(report: dict[str, Any]) -> str:
     row("projector (-> read models)", main["projector_per_s"], "events/s", st["projector"]["rss_mb"])
     if report.get("e2e"):
         e2e = report["e2e"]
-        row("all three together (e2e pass)", e2e["feed_rate_per_s"], "messages/s fed", e2e["rss_mb"])
+        what = "one process per role" if e2e["mode"] == "processes" else "all three in one process"
+        row(f"e2e pass ({what})", e2e["feed_rate_per_s"], "messages/s fed", e2e["rss_mb"])
     r = report["ratios"]
     lines += [
         "",

@@ -4,6 +4,7 @@ earliest offset (or the first at `since`) to the end captured at the start."""
 from __future__ import annotations
 
 import base64
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -153,8 +154,12 @@ def read_dead_letters(kafka: KafkaSettings, topic: str, timeout_s: float = 10.0,
         if where.since_ms is not None and starts:
             starts = _seek_to_time(consumer, starts, where.since_ms, ends, timeout_s)
         consumer.assign(starts)
+        deadline = time.monotonic() + timeout_s
         while ends:
-            for m in consumer.consume(500, timeout_s):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: no record for {timeout_s}s before the end captured at the start")
+            for m in consumer.consume(500, 0.2):  # returns as soon as a record is there, at most after 0.2 s
+                deadline = time.monotonic() + timeout_s
                 partition, offset = m.partition() or 0, m.offset() or 0
                 if m.error() is not None or partition not in ends:
                     continue
