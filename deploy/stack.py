@@ -186,8 +186,15 @@ def java_cmd(*args: str, heap: str = "-Xmx512m") -> list[str]:
     ]
 
 
+def _pom_digest() -> str:
+    import hashlib
+
+    return hashlib.sha256(POM.read_bytes()).hexdigest()[:16]
+
+
 def fetch_kafka_jars() -> None:
-    if LIBS_COMPLETE.exists():
+    # the marker names the pom it was fetched for: a changed pom (a new tool jar, another version) fetches again
+    if LIBS_COMPLETE.exists() and f"pom {_pom_digest()}" in LIBS_COMPLETE.read_text():
         return
     if shutil.which("mvn") is None:
         raise SystemExit("stack: mvn not found: install Maven (it fetches Kafka's jars from Maven Central)")
@@ -214,7 +221,7 @@ def fetch_kafka_jars() -> None:
             )
     if not any(LIBS.glob("kafka_2.13-*.jar")):
         raise SystemExit(f"stack: Maven finished but {LIBS} holds no kafka_2.13 jar")
-    LIBS_COMPLETE.write_text(f"{len(list(LIBS.glob('*.jar')))} jars\n")
+    LIBS_COMPLETE.write_text(f"{len(list(LIBS.glob('*.jar')))} jars, pom {_pom_digest()}\n")
     log(f"{len(list(LIBS.glob('*.jar')))} jars in {LIBS}")
 
 
@@ -667,6 +674,7 @@ def env_lines() -> str:
     return (
         f"export KAFKA_BOOTSTRAP_SERVERS={HOST}:{KAFKA_PORT}\n"
         f"export DATABASE_URL=postgresql://worker@{HOST}:{PG_PORT}/worker\n"
+        f"export KAFKA_LIBS={LIBS}\n"
     )
 
 

@@ -44,7 +44,7 @@ trap 'exit 129' HUP
 
 stack up || exit 1
 eval "$(stack env)" || exit 1
-export KAFKA_BOOTSTRAP_SERVERS DATABASE_URL
+export KAFKA_BOOTSTRAP_SERVERS DATABASE_URL KAFKA_LIBS
 
 # CMD runs as a background job so that a signal sent to this script alone is handled at once (bash runs traps only
 # between commands; `wait` returns early). The subshell restores SIGINT, which bash ignores in background jobs, and

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from worker.adapters.kafka.reset_plan import ResetSpec, parse_duration, parse_time, plan
+from worker.adapters.kafka.reset_plan import NoCommittedOffset, ResetSpec, parse_duration, parse_time, plan
 
 CURRENT = {0: 5, 1: None}
 EARLIEST = {0: 2, 1: 0}
@@ -24,8 +24,13 @@ def test_earliest_and_latest() -> None:
 def test_explicit_offsets_and_shifts_are_clamped_into_the_log() -> None:
     assert new(ResetSpec("offset", 7)) == [7, 4]
     assert new(ResetSpec("offset", -1)) == [2, 0]
-    assert new(ResetSpec("shift", -10)) == [2, 0]
-    assert new(ResetSpec("shift", 3)) == [8, 3]  # no committed offset: shifted from the earliest
+    assert [r.new for r in plan(ResetSpec("shift", -10), CURRENT, EARLIEST, {0: 10})] == [2]
+    assert [r.new for r in plan(ResetSpec("shift", 30), CURRENT, EARLIEST, {0: 10})] == [10]
+
+
+def test_a_shift_where_nothing_is_committed_is_an_error_naming_the_partition() -> None:
+    with pytest.raises(NoCommittedOffset, match="partition 1"):
+        plan(ResetSpec("shift", 3), CURRENT, EARLIEST, END)
 
 
 def test_a_time_after_every_message_resolves_to_the_end() -> None:

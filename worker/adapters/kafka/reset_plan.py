@@ -14,6 +14,10 @@ _DURATION = re.compile(
 _SHORT = re.compile(r"^(?P<n>\d+(?:\.\d+)?)(?P<unit>[smhd])$")
 
 
+class NoCommittedOffset(ValueError):
+    """A shift was asked for a partition where the group has committed nothing."""
+
+
 @dataclass(frozen=True)
 class ResetSpec:
     kind: str  # earliest | latest | offset | shift | datetime
@@ -47,7 +51,12 @@ def plan(
         elif spec.kind == "offset":
             target = spec.value
         elif spec.kind == "shift":
-            target = (now if now is not None else low) + spec.value
+            if now is None:  # as Kafka's tool: a shift needs a starting point
+                raise NoCommittedOffset(
+                    f"cannot shift partition {p}: the group has no committed offset there "
+                    "(leave it out with --partitions, or use --to-offset / --to-earliest)"
+                )
+            target = now + spec.value
         elif spec.kind == "datetime":
             found = (at_time or {}).get(p)
             target = found if found is not None else high

@@ -100,7 +100,7 @@ def spec_of(args: argparse.Namespace) -> Any:
 def reset_group(args: argparse.Namespace, group: str, topic: str) -> list[Any]:
     """Plan (and with --execute apply) a reset; refused while the group has members."""
     from worker.adapters.kafka import groups
-    from worker.adapters.kafka.reset_plan import plan
+    from worker.adapters.kafka.reset_plan import NoCommittedOffset, plan
 
     settings = settings_from(args)
     spec = spec_of(args)
@@ -117,7 +117,10 @@ def reset_group(args: argparse.Namespace, group: str, topic: str) -> list[Any]:
         raise CliError(f"{topic} has no partition(s) {sorted(set(wanted) - set(end))}", EXIT_USAGE)
     earliest = groups.earliest(settings.kafka, topic)
     at_time = groups.offsets_for_time(settings.kafka, topic, spec.value) if spec.kind == "datetime" else None
-    rows = plan(spec, groups.committed(settings.kafka, group, topic), earliest, end, at_time)
+    try:
+        rows = plan(spec, groups.committed(settings.kafka, group, topic), earliest, end, at_time)
+    except NoCommittedOffset as exc:
+        raise CliError(str(exc)) from None
     if args.execute:
         groups.alter(settings.kafka, group, topic, {r.partition: r.new for r in rows})
     return rows
