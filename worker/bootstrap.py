@@ -31,7 +31,10 @@ from worker.entrypoints.ingest import Decoded, IngestProcessor
 from worker.entrypoints.loop import ConsumerLoop
 from worker.entrypoints.relay import OutboxRelay
 from worker.entrypoints.runtime import BackgroundWork, IdleClock, Stopper
+from worker.health import Health, Heartbeat, assignment_check, database_check
 from worker.observability import Metrics
+
+STATS_INTERVAL_MS = 5000
 
 
 @dataclass
@@ -44,6 +47,8 @@ class App:
     schemas: SchemaResolver
     metrics: Metrics
     client_source: ClientSource | None = None
+    health: Health = field(default_factory=Health)
+    pool: Any = None
     closers: list[Callable[[], Any]] = field(default_factory=list)
 
     def new_batch(self) -> ClientBatch:
@@ -64,7 +69,8 @@ def bootstrap(settings: Settings, *, client_source: ClientSource | None = None, 
         from worker.adapters.salesforce.api import SalesforceApi
         from worker.adapters.salesforce.gateway import SalesforceClientSource
 
-        api = SalesforceApi(settings.salesforce, settings.retry)
+        api = SalesforceApi(settings.salesforce, settings.retry, on_call=metrics.salesforce_call)
+        metrics.watch_circuit("salesforce", lambda: api.circuit_state)
         mapping = FieldMapping.from_overrides(settings.domain.field_mapping)
         source = SalesforceClientSource(api, mapping)
         fetch_schema = api.fetch_event_schema
@@ -82,8 +88,10 @@ def bootstrap(settings: Settings, *, client_source: ClientSource | None = None, 
         schemas=schema_resolver(settings, fetch_schema),
         metrics=metrics,
         client_source=source,
+        pool=pool,
     )
     app.closers.append(pool.close)
+    app.health.readiness("database", database_check(pool))
     return app
 
 
@@ -123,7 +131,7 @@ def ingest_loop(app: App, stopper: Stopper, idle: IdleClock) -> ConsumerLoop:
         decoder(app), (ChangeEventParseError,), app.store, app.bus, app.new_batch, app.rule,
         conflict_retries=s.retry.conflict_retries,
     )
-    consumer = BatchConsumer(consumer_config(s.kafka, s.kafka.ingest_group), [s.kafka.cdc_topic])
+    consumer = _consumer(app, s.kafka.ingest_group, s.kafka.cdc_topic)
     producer = make_producer(s.kafka)
     dlq = DeadLetterPublisher(producer, s.kafka.ingest_group, s.kafka.dlq_suffix)
     background = None
@@ -136,7 +144,8 @@ def ingest_loop(app: App, stopper: Stopper, idle: IdleClock) -> ConsumerLoop:
         return processor.process(batch)
 
     return ConsumerLoop("ingest", consumer, handle, dlq, s.kafka, s.retry, stopper, idle, background,
-                        on_batch=partial(app.metrics.ingest_batch, s.kafka.cdc_topic))
+                        on_batch=partial(app.metrics.ingest_batch, s.kafka.cdc_topic),
+                        heartbeat=_heartbeat(app, "ingest"), on_retry=app.metrics.retried("ingest"))
 
 
 def relay(app: App, stopper: Stopper, idle: IdleClock) -> OutboxRelay:
@@ -154,6 +163,9 @@ def relay(app: App, stopper: Stopper, idle: IdleClock) -> OutboxRelay:
         idle,
         batch_size=s.kafka.batch_size,
         on_published=app.metrics.relay_published,
+        heartbeat=_heartbeat(app, "relay"),
+        on_retry=app.metrics.retried("relay"),
+        on_backlog=app.metrics.outbox_backlog,
     )
 
 
@@ -172,11 +184,29 @@ def projector_loop(app: App, stopper: Stopper, idle: IdleClock) -> ConsumerLoop:
 
     s = app.settings
     processor = ProjectorProcessor(ClientEventCodec.from_directory(), read_models(app))
-    consumer = BatchConsumer(consumer_config(s.kafka, s.kafka.projector_group), [s.kafka.events_topic])
+    consumer = _consumer(app, s.kafka.projector_group, s.kafka.events_topic)
     dlq = DeadLetterPublisher(make_producer(s.kafka), s.kafka.projector_group, s.kafka.dlq_suffix)
 
     def handle(batch: Sequence[Message]) -> Any:
         return processor.process(batch)
 
     return ConsumerLoop("projector", consumer, handle, dlq, s.kafka, s.retry, stopper, idle,
-                        on_batch=partial(app.metrics.projector_batch, s.kafka.events_topic))
+                        on_batch=partial(app.metrics.projector_batch, s.kafka.events_topic),
+                        heartbeat=_heartbeat(app, "projector"), on_retry=app.metrics.retried("projector"))
+
+
+def _consumer(app: App, group: str, topic: str) -> BatchConsumer:
+    """A group consumer whose librdkafka statistics feed the lag gauge, and whose assignment is a readiness
+    check of the process."""
+    conf = consumer_config(app.settings.kafka, group, **{
+        "statistics.interval.ms": STATS_INTERVAL_MS, "stats_cb": app.metrics.consumer_stats(group)})
+    consumer = BatchConsumer(conf, [topic])
+    app.health.readiness(f"{group} partitions", assignment_check(consumer))
+    return consumer
+
+
+def _heartbeat(app: App, role: str) -> Callable[[], None]:
+    """Liveness: the role's loop turned within max.poll.interval.ms (after that Kafka drops it anyway)."""
+    beat = Heartbeat(app.settings.kafka.max_poll_interval_ms / 1000)
+    app.health.liveness(role, beat.check)
+    return beat.beat

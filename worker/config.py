@@ -148,8 +148,11 @@ class FeatureFlags(_Section):
 
 
 class ObservabilitySettings(_Section):
-    metrics_port: int = Field(default=9464, ge=0, le=65535)
-    health_port: int = Field(default=8080, ge=0, le=65535)
+    metrics_port: int = Field(default=9464, ge=0, le=65535, description="Prometheus /metrics; 0 turns it off.")
+    health_port: int = Field(default=8080, ge=0, le=65535, description="/healthz and /readyz; 0 turns it off.")
+    bind_address: str = Field(
+        default="127.0.0.1", description="Address of the metrics and health servers (0.0.0.0 in containers)."
+    )
     otlp_endpoint: str | None = None
     log_format: str = Field(default="auto", pattern="^(auto|json|text)$")
     log_level: str = "INFO"

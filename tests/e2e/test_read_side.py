@@ -50,3 +50,40 @@ def test_queries_show_each_client_as_salesforce_last_saw_it_and_rebuilds_match(
     produce(worker_env["WORKER_KAFKA__BOOTSTRAP_SERVERS"], worker_env["WORKER_KAFKA__CDC_TOPIC"], changes)
     cli("run", "all", "--exit-when-idle", "3", timeout=240)  # redelivered changes: nothing changes
     assert [r[:-1] for r in rows(dsn, COMPARED)] == live
+
+
+def test_a_merged_update_reaches_every_record_a_gap_is_resynced_and_lag_drains_to_zero(
+    cli: Cli, worker_env: dict[str, str]
+) -> None:
+    from tests.fakes.salesforce_server import FakeSalesforce
+
+    f = CdcFactory()
+    changes = [
+        f.create(A), f.create(B), f.create(C, Phone="+1 old"),
+        f.update([A, B], Industry="Retail", nulled=("Website",)),  # one change, two records (merged)
+        f.gap([C]),  # Salesforce could not send C's change: the worker must ask Salesforce for C
+    ]
+    produce(worker_env["WORKER_KAFKA__BOOTSTRAP_SERVERS"], worker_env["WORKER_KAFKA__CDC_TOPIC"], changes)
+    with FakeSalesforce() as salesforce:
+        salesforce.add(C, Name="C from Salesforce", Phone="+33 1 23 45 67 89", Type="Customer - Direct",
+                       Active__c="Yes", LastModifiedDate="2023-11-15T00:00:00.000+0000")
+        cli("run", "all", "--exit-when-idle", "4", timeout=240, WORKER_SALESFORCE__AUTH="session",
+            WORKER_SALESFORCE__SESSION_ID="token", WORKER_SALESFORCE__INSTANCE_URL=salesforce.url)
+
+    def client(cid: str) -> dict[str, object]:
+        return json.loads(cli("query", "client", cid, "--json").stdout)
+
+    for merged in (A, B):
+        shown = client(merged)
+        assert (shown["industry"], shown["website"]) == ("Retail", None), merged
+    c = client(C)
+    assert (c["name"], c["phone"]) == ("C from Salesforce", "+33 1 23 45 67 89")
+    listed = json.loads(cli("query", "clients", "--industry", "Retail", "--json").stdout)
+    assert sorted(r["client_id"] for r in listed["items"]) == [A, B]
+
+    lag = json.loads(cli("lag", "--json").stdout)
+    groups = {row["group"] for row in lag["partitions"]}
+    assert groups == {worker_env["WORKER_KAFKA__INGEST_GROUP"], worker_env["WORKER_KAFKA__PROJECTOR_GROUP"]}
+    assert all(row["lag"] == 0 for row in lag["partitions"]) and sum(r["end"] for r in lag["partitions"]) > 0
+    # the newest Salesforce change the read model reflects is C's state as the resync read it
+    assert lag["read_model"]["newest_change_at"] == "2023-11-15T00:00:00+00:00" and lag["read_model"]["age_s"] > 0

@@ -38,7 +38,11 @@ class ConsumerLoop:
         idle: IdleClock,
         background: Callable[[], int] | None = None,
         on_batch: Callable[[Sequence[Message], Outcome], None] | None = None,
+        heartbeat: Callable[[], None] | None = None,
+        on_retry: Callable[[BaseException, int], None] | None = None,
     ) -> None:
+        self._heartbeat = heartbeat or (lambda: None)
+        self._on_retry = on_retry
         self.name = name
         self._consumer = consumer
         self._handle = handle
@@ -56,6 +60,7 @@ class ConsumerLoop:
         batch: Sequence[Message] = ()
         try:
             while not self._stopper.stopping:
+                self._heartbeat()
                 # 1. consume a batch
                 batch = self._consumer.consume(self._kafka.batch_size, self._kafka.batch_timeout_s)
                 if batch or not self._consumer.joined:  # idle time counts once the group has let us in
@@ -93,7 +98,7 @@ class ConsumerLoop:
 
         outcome = retry_transient(
             attempt, self._retry, self._stopper, what=f"{self.name} batch at {where(batch[0])}",
-            wait=self._paused_wait,
+            wait=self._paused_wait, on_retry=self._retried,
         )
         if self._paused:
             self._consumer.resume_all()
@@ -103,6 +108,11 @@ class ConsumerLoop:
         if self._on_batch:
             self._on_batch(batch, outcome)
 
+    def _retried(self, error: BaseException, attempt: int) -> None:
+        self._heartbeat()  # waiting out an outage is alive
+        if self._on_retry:
+            self._on_retry(error, attempt)
+
     def _paused_wait(self, seconds: float) -> None:
         """Back off with the partitions paused, still polling so max.poll.interval.ms is never exceeded."""
         if not self._paused:
@@ -110,6 +120,7 @@ class ConsumerLoop:
             self._paused = True
         deadline = time.monotonic() + seconds
         while not self._stopper.stopping and (left := deadline - time.monotonic()) > 0:
+            self._heartbeat()
             stray = self._consumer.consume(100, min(left, 1.0))
             if stray:  # prefetched before the pause: deliver them again later
                 self._consumer.seek_to(stray)

@@ -12,6 +12,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
 from worker.adapters.avro import ClientEventCodec
 from worker.adapters.kafka.dlq import DeadLetter, Stage
 from worker.adapters.kafka.types import KafkaMessage, header_dict, where
@@ -73,7 +76,8 @@ class ProjectorProcessor:
             changed: set[str] = set()
             history: list[dict[str, Any]] = []
             for message, event in events:
-                result = project(rows.get(event.client_id), event)
+                with _span(message, event):
+                    result = project(rows.get(event.client_id), event)
                 outcome.verdicts[result.verdict.value] += 1
                 if result.verdict is Verdict.APPLIED and result.row is not None:
                     rows[event.client_id] = result.row
@@ -92,3 +96,16 @@ class ProjectorProcessor:
             session.save([rows[cid] for cid in sorted(changed)], history)
         outcome.applied = outcome.verdicts[Verdict.APPLIED.value]
         return outcome
+
+
+_TRACER = trace.get_tracer("salesforce-cdc-worker")
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+def _span(message: KafkaMessage, event: ProjectedEvent) -> Any:
+    """The projection of one event, as a child of the span whose context the event's traceparent carries."""
+    parent = header_dict(message).get("traceparent")
+    context = _PROPAGATOR.extract({"traceparent": parent.decode()}) if parent else None
+    span = _TRACER.start_as_current_span(f"project {event.event_type}", context=context,
+                                         attributes={"client.id": event.client_id, "event.version": event.version})
+    return span

@@ -5,6 +5,7 @@ publish and mark re-sends rows with the same `event_id`, which projections drop 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -45,7 +46,16 @@ class OutboxRelay:
         idle: IdleClock,
         batch_size: int = 500,
         on_published: Callable[[list[OutboxRow]], None] | None = None,
+        heartbeat: Callable[[], None] | None = None,
+        on_retry: Callable[[BaseException, int], None] | None = None,
+        on_backlog: Callable[[int, Any], None] | None = None,
+        backlog_every_s: float = 5.0,
     ) -> None:
+        self._heartbeat = heartbeat or (lambda: None)
+        self._on_retry = on_retry
+        self._on_backlog = on_backlog
+        self._backlog_every_s = backlog_every_s
+        self._backlog_at = 0.0
         self._outbox = outbox
         self._producer = producer
         self._topic = topic
@@ -59,7 +69,9 @@ class OutboxRelay:
     def run(self) -> int:
         try:
             while not self._stopper.stopping:
-                published = retry_transient(self.step, self._retry, self._stopper, what="relay")
+                self._heartbeat()
+                published = retry_transient(self.step, self._retry, self._stopper, what="relay",
+                                            on_retry=self._retried)
                 if published:
                     self._idle.busy()
                 elif self._idle.expired():
@@ -78,10 +90,18 @@ class OutboxRelay:
             self._outbox.close()
         return 0
 
+    def _retried(self, error: BaseException, attempt: int) -> None:
+        self._heartbeat()
+        if self._on_retry:
+            self._on_retry(error, attempt)
+
     def step(self) -> int:
         """Publish one page of unpublished rows; return how many were marked published."""
         if not self._outbox.lead():
             return 0  # a standby: another relay holds the lock
+        if self._on_backlog and time.monotonic() - self._backlog_at >= self._backlog_every_s:
+            self._backlog_at = time.monotonic()
+            self._on_backlog(*self._outbox.backlog())
         rows = self._outbox.unpublished(self._batch_size)
         if not rows:
             return 0

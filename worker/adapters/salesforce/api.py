@@ -9,6 +9,7 @@ does not cap its retries) are ours. No network in `__init__`.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -54,7 +55,9 @@ class SalesforceApi:
         fields: Sequence[str] = DEFAULT_FIELDS,
         login: Login | None = None,
         session: requests.Session | None = None,
+        on_call: Callable[[str, str, float], None] | None = None,
     ) -> None:
+        self._on_call = on_call  # (kind of call, outcome, seconds): metrics
         self._settings = settings
         self._retry = retry
         self._fields = tuple(fields)
@@ -141,11 +144,14 @@ class SalesforceApi:
             if self._settings.own_client_id:
                 headers["Sforce-Call-Options"] = f"client={self._settings.own_client_id}"
             self.stats.requests += 1
+            started = time.monotonic()
             try:
                 response = self._session.request(method, url, params=params, headers=headers,
                                                  timeout=self._settings.timeout_s)
             except (requests.ConnectionError, requests.Timeout) as exc:
+                self._report(path, "unreachable", started)
                 raise SalesforceUnavailable(f"{type(exc).__name__} calling {path}") from exc
+            self._report(path, _outcome(response.status_code), started)
             code, message = _error_of(response)
             if response.status_code == 401 and code in ("INVALID_SESSION_ID", ""):
                 if refreshes >= self._settings.max_session_refreshes:
@@ -162,6 +168,10 @@ class SalesforceApi:
                 raise SalesforceRequestError(response.status_code, code, message)
             return response.json()
 
+    def _report(self, path: str, outcome: str, started: float) -> None:
+        if self._on_call is not None:
+            self._on_call(_kind_of(path), outcome, time.monotonic() - started)
+
     def _credentials(self) -> tuple[str, str]:
         if self._auth is None:
             try:
@@ -174,6 +184,28 @@ class SalesforceApi:
                 raise SalesforceAuthError(f"login refused: {exc}") from exc
             self._auth = (session_id, base.rstrip("/"))
         return self._auth
+
+
+def _kind_of(path: str) -> str:
+    """A low-cardinality name of the call for metrics: sobjects, query, queryAll, eventSchema..."""
+    parts = [p for p in path.split("?")[0].split("/") if p]
+    if "data" in parts:  # an absolute /services/data/vNN/<kind>/... path (a next page)
+        parts = parts[parts.index("data") + 2:]
+    if parts[:2] == ["event", "eventSchema"]:
+        return "eventSchema"
+    return parts[0] if parts else "unknown"
+
+
+def _outcome(status: int) -> str:
+    if status < 300:
+        return "ok"
+    if status == 404:
+        return "not_found"
+    if status == 401:
+        return "unauthorized"
+    if status == 429 or status >= 500:
+        return "unavailable"
+    return "error"
 
 
 def _error_of(response: requests.Response) -> tuple[str, str]:

@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 
 from worker import logs
-from worker.entrypoints.commands import add_connection_options, settings_from
+from worker.entrypoints.commands import CliError, add_connection_options, settings_from
 from worker.entrypoints.runtime import IdleClock, Stopper
 
 log = logging.getLogger("worker.run")
@@ -28,10 +28,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _run(args: argparse.Namespace) -> int:
     from worker import bootstrap
+    from worker.observability import start_metrics, start_tracing
 
     settings = settings_from(args)
-    logs.configure(settings.observability.log_level, settings.observability.log_format)
-    app = bootstrap.bootstrap(settings)
+    obs = settings.observability
+    logs.configure(obs.log_level, obs.log_format)
+    start_tracing(obs)
+    try:
+        metrics = start_metrics(obs)
+    except OSError as exc:
+        raise CliError(f"cannot serve metrics on {obs.bind_address}:{obs.metrics_port}: {exc.strerror} "
+                       "(set WORKER_OBSERVABILITY__METRICS_PORT, 0 turns it off)") from None
+    app = bootstrap.bootstrap(settings, metrics=metrics)
+    if obs.health_port:
+        try:
+            app.health.serve(obs.bind_address, obs.health_port)
+        except OSError as exc:
+            app.close()
+            raise CliError(f"cannot serve health on {obs.bind_address}:{obs.health_port}: {exc.strerror} "
+                           "(set WORKER_OBSERVABILITY__HEALTH_PORT, 0 turns it off)") from None
     stopper = Stopper()
     stopper.install()
     builders: dict[str, Callable[..., object]] = {
@@ -46,6 +61,7 @@ def _run(args: argparse.Namespace) -> int:
             return int(loop.run())  # type: ignore[attr-defined]
         return _run_together(roles, builders, app, stopper, args.exit_when_idle)
     finally:
+        app.health.close()
         app.close()
 
 

@@ -1,0 +1,136 @@
+"""Health endpoints of a worker process, used by the probes.
+
+`/healthz` (liveness): every loop of the process beat recently: it is not stuck. A loop waiting out a
+database or broker outage still beats, so an outage does not get the pod restarted.
+`/readyz` (readiness): every role can work: a consumer has partitions assigned, the database answers.
+Both answer JSON with each check; 200 when all pass, 503 otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+log = logging.getLogger("worker.health")
+
+Check = Callable[[], tuple[bool, str]]
+
+
+class Heartbeat:
+    """Beaten by a loop on every turn (and while it waits between retries)."""
+
+    def __init__(self, max_silence_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._max_silence_s = max_silence_s
+        self._clock = clock
+        self._last = clock()
+
+    def beat(self, *_: Any) -> None:
+        self._last = self._clock()
+
+    def check(self) -> tuple[bool, str]:
+        silent = self._clock() - self._last
+        return silent <= self._max_silence_s, f"last beat {silent:.1f}s ago (limit {self._max_silence_s:.0f}s)"
+
+
+class Cached:
+    """A check run at most once per `ttl_s` (probes and scrapes must not hammer the database)."""
+
+    def __init__(self, check: Check, ttl_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._check = check
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._at = -1e18
+        self._result: tuple[bool, str] = (False, "not checked yet")
+        self._lock = threading.Lock()
+
+    def __call__(self) -> tuple[bool, str]:
+        with self._lock:
+            if self._clock() - self._at >= self._ttl_s:
+                try:
+                    self._result = self._check()
+                except Exception as exc:  # a failing check is an unready answer, never a crash of the server
+                    self._result = (False, f"{type(exc).__name__}: {exc}")
+                self._at = self._clock()
+            return self._result
+
+
+class Health:
+    def __init__(self) -> None:
+        self._live: dict[str, Check] = {}
+        self._ready: dict[str, Check] = {}
+        self._server: ThreadingHTTPServer | None = None
+
+    def liveness(self, name: str, check: Check) -> None:
+        self._live[name] = check
+
+    def readiness(self, name: str, check: Check) -> None:
+        self._ready[name] = check
+
+    def report(self, kind: str) -> tuple[bool, dict[str, Any]]:
+        checks = self._live if kind == "live" else self._ready
+        results = {name: check() for name, check in list(checks.items())}
+        ok = all(passed for passed, _ in results.values())
+        return ok, {"status": "ok" if ok else "fail",
+                    "checks": {name: {"ok": passed, "detail": detail} for name, (passed, detail) in results.items()}}
+
+    def serve(self, address: str, port: int) -> int:
+        """Serve /healthz and /readyz on a daemon thread; return the bound port."""
+        self._server = ThreadingHTTPServer((address, port), _handler(self))
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, name="health", daemon=True).start()
+        bound = int(self._server.server_address[1])
+        log.info("health on http://%s:%d/healthz and /readyz", address, bound)
+        return bound
+
+    def close(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+
+def _handler(health: Health) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            kind = {"/healthz": "live", "/readyz": "ready"}.get(self.path.split("?")[0])
+            if kind is None:
+                self.send_error(404, "try /healthz or /readyz")
+                return
+            ok, body = health.report(kind)
+            data = json.dumps(body).encode()
+            self.send_response(200 if ok else 503)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_: Any) -> None:  # probes every few seconds are not worth a log line
+            pass
+
+    return Handler
+
+
+def database_check(pool: Any, timeout_s: float = 2.0) -> Check:
+    """The database answers `SELECT 1` within the timeout (psycopg pool)."""
+
+    def check() -> tuple[bool, str]:
+        with pool.connection(timeout=timeout_s) as conn:
+            conn.execute("SELECT 1")
+        return True, "database answers"
+
+    return Cached(check)
+
+
+def assignment_check(consumer: Any) -> Check:
+    def check() -> tuple[bool, str]:
+        owned = sorted(consumer.assignment)
+        if not owned:
+            return False, "no partitions assigned (joining the group, or more replicas than partitions)"
+        return True, f"{len(owned)} partition(s): " + ", ".join(f"{t}[{p}]" for t, p in owned[:8])
+
+    return check
