@@ -119,6 +119,8 @@ def database_check(pool: Any, timeout_s: float = 2.0) -> Check:
     """The database answers `SELECT 1` within the timeout (psycopg pool)."""
 
     def check() -> tuple[bool, str]:
+        if pool.closed:  # pools open lazily: a probe may come before the first batch
+            pool.open(wait=False)
         with pool.connection(timeout=timeout_s) as conn:
             conn.execute("SELECT 1")
         return True, "database answers"
