@@ -156,7 +156,7 @@ class Resources:
         settings = load_settings(_env_file=None, **overrides)
         specs = worker_topics(settings.kafka)
         self.topics += [s.name for s in specs]
-        outcomes = create_topics(AdminClient({"bootstrap.servers": self.cfg.bootstrap}), specs)
+        outcomes = create_topics(AdminClient({"bootstrap.servers": self.cfg.bootstrap, "log_level": 4}), specs)
         bad = [o for o in outcomes if o.status not in ("created", "exists")]
         if bad:
             raise RuntimeError(f"could not create the topics: {bad}")
@@ -166,7 +166,7 @@ class Resources:
         if self.cfg.keep:
             log(f"BENCH_KEEP: kept databases {self.databases}, topics {self.topics}")
             return
-        admin = AdminClient({"bootstrap.servers": self.cfg.bootstrap})
+        admin = AdminClient({"bootstrap.servers": self.cfg.bootstrap, "log_level": 4})
         if self.topics:
             for name, future in admin.delete_topics(self.topics, operation_timeout=30).items():
                 try:
@@ -652,7 +652,7 @@ def environment(cfg: Config) -> dict[str, Any]:
         "python": platform.python_version(),
         "implementation": platform.python_implementation(),
         "platform": platform.platform(),
-        "confluent_kafka": confluent_kafka.version()[0],
+        "confluent_kafka": getattr(confluent_kafka, "__version__", None) or str(confluent_kafka.version()),
         "librdkafka": confluent_kafka.libversion()[0],
         "psycopg": psycopg.__version__,
         "postgresql": server,
