@@ -33,3 +33,10 @@ echo; echo "== a client after a gap and its resync from Salesforce =="
 "${W[@]}" query client 0015g00000DEMO6AAA
 echo; echo "== dead letters =="
 "${W[@]}" dlq list
+FIRST="$("${W[@]}" dlq list --json | "$PY" -c 'import json, sys; rows = json.load(sys.stdin); print(rows[0]["dlq"] if rows else "")')"
+if [ -n "$FIRST" ]; then
+  echo; echo "== why: worker dlq show $FIRST (headers, stack trace, the message decoded) =="
+  "${W[@]}" dlq show "$FIRST" | head -40
+fi
+echo; echo "== consumer lag and read-model freshness =="
+"${W[@]}" lag
