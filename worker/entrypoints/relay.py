@@ -1,4 +1,4 @@
-"""The outbox relay: publishes unpublished outbox rows in position order to `client.events`, marks them after
+"""The outbox relay: publishes unpublished outbox rows in position order to `client.events`, deletes them after
 the broker acknowledged them. One active relay (advisory lock); the others wait as standbys. A crash between
 publish and mark re-sends rows with the same `event_id`, which projections drop by version."""
 

@@ -13,7 +13,9 @@ _UNPUBLISHED = (
     "SELECT position, event_id::text, stream_id, version, event_type, schema_version, payload, metadata,"
     " created_at FROM outbox WHERE published_at IS NULL ORDER BY position LIMIT %s"
 )
-_MARK = "UPDATE outbox SET published_at = now() WHERE position = ANY(%s)"
+# Published rows are deleted, not marked: the outbox is a queue (the events table is the record), so it stays
+# as small as the backlog instead of growing by every event and every UPDATE's dead tuple.
+_MARK = "DELETE FROM outbox WHERE position = ANY(%s)"
 _BACKLOG = "SELECT count(*), min(created_at) FROM outbox WHERE published_at IS NULL"
 
 
