@@ -24,7 +24,7 @@ from worker.adapters.salesforce.translator import KafkaCoordinates, translate
 from worker.application.bus import CommandBus, default_middleware
 from worker.application.ports import ClientSource
 from worker.application.resync import Resynchronizer
-from worker.application.unit_of_work import ClientBatch
+from worker.application.unit_of_work import AggregateCache, ClientBatch
 from worker.config import Settings
 from worker.domain import StatusRule
 from worker.entrypoints.ingest import Decoded, IngestProcessor
@@ -48,11 +48,13 @@ class App:
     metrics: Metrics
     client_source: ClientSource | None = None
     health: Health = field(default_factory=Health)
+    aggregates: AggregateCache | None = None
     pool: Any = None
     closers: list[Callable[[], Any]] = field(default_factory=list)
 
     def new_batch(self) -> ClientBatch:
-        return ClientBatch(self.store, snapshot_interval=self.settings.snapshot_interval, worker_version=__version__)
+        return ClientBatch(self.store, snapshot_interval=self.settings.snapshot_interval, worker_version=__version__,
+                           cache=self.aggregates)
 
     def close(self) -> None:
         for close in reversed(self.closers):
@@ -89,6 +91,7 @@ def bootstrap(settings: Settings, *, client_source: ClientSource | None = None, 
         metrics=metrics,
         client_source=source,
         pool=pool,
+        aggregates=AggregateCache(settings.aggregate_cache_size) if settings.aggregate_cache_size else None,
     )
     app.closers.append(pool.close)
     app.health.readiness("database", database_check(pool))

@@ -178,6 +178,9 @@ class Settings(BaseSettings):
     observability: ObservabilitySettings = ObservabilitySettings()
     snapshot_interval: int = Field(default=100, ge=1, description="Take a snapshot every N events of a stream.")
     dlq_max_replays: int = Field(default=3, ge=1)
+    aggregate_cache_size: int = Field(
+        default=10_000, ge=0, description="Clients kept in memory between batches (0: load every batch)."
+    )
 
 
 _SECRET_HINT = re.compile("PASSWORD|SECRET|TOKEN|SESSION_ID|URL|KEY")

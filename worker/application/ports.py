@@ -58,6 +58,10 @@ class EventStore(Protocol):
         """Latest snapshot + later events of each stream (absent streams are left out)."""
         ...
 
+    def stream_versions(self, stream_ids: Collection[str]) -> dict[str, int]:
+        """The current version of each stream (absent streams are left out): one cheap query."""
+        ...
+
     def commit(self, changes: BatchChanges) -> None:
         """Write everything atomically; raise ConcurrencyConflict when a (stream, version) is taken."""
         ...

@@ -51,7 +51,7 @@ class Resynchronizer:
             record = fetched.get(client_id) or FetchedClient(client_id, None, True, None)
             self._apply(batch, record, reason)
             batch.resync_completed(client_id, requested_at)
-        self._store.commit(batch.changes())
+        batch.commit()
         return len(ids)
 
     def _full_resync(self, request_id: int, reason: str) -> int:
@@ -73,7 +73,7 @@ class Resynchronizer:
         for record in chunk:
             self._apply(batch, record, reason)
             batch.resync_completed(record.client_id, None)
-        self._store.commit(batch.changes())
+        batch.commit()
         return len(chunk)
 
     def _apply(self, batch: ClientBatch, record: FetchedClient, reason: str) -> None:

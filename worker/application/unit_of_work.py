@@ -7,6 +7,7 @@ written by the event store in ONE transaction at the end (`changes()`).
 from __future__ import annotations
 
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -18,6 +19,40 @@ from worker.domain.events import event_from_payload
 SNAPSHOT_SCHEMA_VERSION = 1
 
 
+class AggregateCache:
+    """Aggregates as the last committed batch left them, so a busy client is not reloaded from the store for
+    every batch. A batch *takes* its aggregates out and gives them back only after its transaction committed:
+    a failed or conflicting batch leaves nothing half-applied here, and the retry loads from the store. Another
+    writer (a rebalance, a resync run by another worker) can move a stream on: every batch first compares the
+    cached versions with the store's (one indexed query) and reloads those, and the store's optimistic
+    concurrency check refuses a batch that raced one. Least recently used entries go first."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._entries: OrderedDict[str, ClientAggregate] = OrderedDict()
+        self.hits = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def take(self, client_ids: Iterable[str]) -> dict[str, ClientAggregate]:
+        found = {cid: self._entries.pop(cid) for cid in client_ids if cid in self._entries}
+        self.hits += len(found)
+        return found
+
+    def give_back(self, aggregates: Mapping[str, ClientAggregate]) -> None:
+        if self._capacity <= 0:
+            return
+        for cid, aggregate in aggregates.items():
+            self._entries[cid] = aggregate
+            self._entries.move_to_end(cid)
+        while len(self._entries) > self._capacity:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 class ClientBatch:
     def __init__(
         self,
@@ -26,8 +61,10 @@ class ClientBatch:
         snapshot_interval: int,
         worker_version: str,
         upcasters: Upcasters = DEFAULT_UPCASTERS,
+        cache: AggregateCache | None = None,
     ) -> None:
         self._store = store
+        self._cache = cache
         self._snapshot_interval = snapshot_interval
         self._worker_version = worker_version
         self._upcasters = upcasters
@@ -39,6 +76,14 @@ class ClientBatch:
 
     def preload(self, client_ids: Iterable[str]) -> None:
         missing = {cid for cid in client_ids if cid not in self._clients}
+        if self._cache is not None and missing:
+            cached = self._cache.take(missing)
+            if cached:  # another writer (a resync elsewhere, a rebalance) may have moved a stream on: drop those
+                current = self._store.stream_versions(list(cached))
+                cached = {cid: a for cid, a in cached.items() if current.get(cid, 0) == a.version}
+            self._clients.update(cached)
+            self._loaded_versions.update({cid: a.version for cid, a in cached.items()})
+            missing -= cached.keys()
         if not missing:
             return
         loaded = self._store.load_streams(missing)
@@ -89,6 +134,12 @@ class ClientBatch:
 
     def changes(self) -> BatchChanges:
         return self._changes
+
+    def commit(self) -> None:
+        """Write everything recorded in ONE transaction; then the aggregates are current: cache them."""
+        self._store.commit(self._changes)
+        if self._cache is not None:
+            self._cache.give_back(self._clients)
 
     def _track_resync(self, event: ClientEvent) -> None:
         if isinstance(event, ClientMarkedForResync):

@@ -135,7 +135,7 @@ class IngestProcessor:
             if failed is not None:
                 letters.append(failed)
         # 4. append events + outbox rows + snapshots + resync queue in ONE transaction.
-        self._store.commit(batch.changes())
+        batch.commit()
         outcome.events, outcome.commands, outcome.dead_letters = events, counts, letters
         outcome.events_replayed, outcome.snapshot_hits = batch.events_replayed, batch.snapshot_hits
         return outcome

@@ -11,7 +11,8 @@ from tests.harness import change_phone, register
 from worker.application.bus import CommandBus, default_middleware
 from worker.application.handlers import HandlerContext
 from worker.application.ports import BatchChanges, LoadedStream, StoredEvent
-from worker.application.unit_of_work import ClientBatch
+from worker.application.errors import ConcurrencyConflict
+from worker.application.unit_of_work import AggregateCache, ClientBatch
 from worker.application.upcasting import Upcasters
 from worker.domain import StatusRule
 
@@ -34,7 +35,14 @@ class MemoryStore:
                 out[sid] = LoadedStream(sid, state, version, later)
         return out
 
+    def stream_versions(self, stream_ids: Collection[str]) -> dict[str, int]:
+        return {sid: max(e.version for e in self.events if e.stream_id == sid)
+                for sid in stream_ids if any(e.stream_id == sid for e in self.events)}
+
     def commit(self, changes: BatchChanges) -> None:
+        taken = {(e.stream_id, e.version) for e in self.events}
+        if any((e.stream_id, e.version) in taken for e in changes.events):
+            raise ConcurrencyConflict("taken")
         self.events += changes.events
         for snap in changes.snapshots:
             self.snapshots[snap.stream_id] = (snap.version, snap.state)
@@ -89,3 +97,46 @@ def test_metadata_carries_correlation_and_causation_ids() -> None:
     meta = store.events[0].metadata
     assert meta["correlation_id"].startswith("tx-") and meta["causation_id"].startswith("test:")
     assert meta["event_id"] and meta["worker_version"] == "test" and meta["command"] == "RegisterClient"
+
+
+def cached_run(store: MemoryStore, cache: AggregateCache, commands: list[Any]) -> ClientBatch:
+    batch = ClientBatch(store, snapshot_interval=1000, worker_version="test", cache=cache)
+    bus = CommandBus(middleware=default_middleware())
+    for cmd in commands:
+        bus.handle(cmd, HandlerContext(batch, StatusRule()))
+    batch.commit()
+    return batch
+
+
+def test_a_committed_batch_leaves_its_aggregates_cached_and_the_next_batch_loads_nothing() -> None:
+    store, cache = MemoryStore(), AggregateCache(10)
+    cached_run(store, cache, [register(A), change_phone(A, "1")])
+    batch = cached_run(store, cache, [change_phone(A, "2")])
+    assert batch.events_replayed == 0 and cache.hits == 1
+    assert [e.version for e in store.events] == [1, 2, 3] and batch.get(A).details.phone == "2"
+
+
+def test_a_failed_batch_gives_nothing_back_and_a_stream_moved_on_elsewhere_is_reloaded() -> None:
+    store, cache = MemoryStore(), AggregateCache(10)
+    cached_run(store, cache, [register(A)])
+    batch = ClientBatch(store, snapshot_interval=1000, worker_version="test", cache=cache)
+    CommandBus(middleware=default_middleware()).handle(change_phone(A, "lost"), HandlerContext(batch, StatusRule()))
+    assert len(cache) == 0  # taken by the batch, which never commits: nothing half-applied stays cached
+    reloaded = cached_run(store, cache, [change_phone(A, "kept")])
+    assert reloaded.events_replayed == 1 and reloaded.get(A).details.phone == "kept"
+
+    other = MemoryStore()  # another writer appends to A behind the cache's back
+    other.events = list(store.events)
+    cached_run(other, AggregateCache(10), [change_phone(A, "elsewhere")])
+    store.events = other.events
+    after = cached_run(store, cache, [change_phone(A, "next")])
+    assert after.events_replayed == 3  # the stale cached aggregate was dropped and the stream reloaded
+    assert [e.version for e in store.events] == [1, 2, 3, 4]
+
+
+def test_the_cache_evicts_the_least_recently_used_beyond_its_capacity() -> None:
+    store, cache = MemoryStore(), AggregateCache(2)
+    ids = [f"00100000000000{n}AAA" for n in range(1, 4)]
+    for cid in ids:
+        cached_run(store, cache, [register(cid)])
+    assert len(cache) == 2 and cache.take([ids[0]]) == {} and set(cache.take(ids[1:])) == set(ids[1:])

@@ -108,6 +108,14 @@ class PostgresEventStore:
             loaded[stream_id] = LoadedStream(stream_id, state, snap_version, events.get(stream_id, []))
         return loaded
 
+    def stream_versions(self, stream_ids: Collection[str]) -> dict[str, int]:
+        with self._conn() as conn:
+            rows = conn.execute(
+                "SELECT stream_id, max(version) FROM events WHERE stream_id = ANY(%s) GROUP BY stream_id",
+                (list(stream_ids),),
+            ).fetchall()
+        return {stream_id: int(version) for stream_id, version in rows}
+
     def commit(self, changes: BatchChanges) -> None:
         """Step 3 of the ingest cycle: events + outbox + snapshots + resync queue, atomically."""
         if not changes:

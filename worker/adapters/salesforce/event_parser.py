@@ -254,8 +254,9 @@ def _listed(body: dict[str, Any], changed: Sequence[str], nulled: set[str], diff
                 fields[part] = FieldValue(FieldState.NULLED)
             else:
                 fields[part] = FieldValue(FieldState.SET, _lookup(body, part))
+    covered = {key.split(".", 1)[0] for key in fields}  # a listed part covers its compound field
     for name in body:
-        if not any(key == name or key.startswith(name + ".") for key in fields):
+        if name not in covered:
             fields[name] = FieldValue(FieldState.UNCHANGED)
     return fields
 
