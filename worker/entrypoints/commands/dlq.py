@@ -134,7 +134,7 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
     else:
-        print_table(rows, ["dlq", "time", "original", "key", "stage", "error", "message"])
+        print_table(rows, ["dlq", "time", "original", "key", "stage", "error", "replays", "message"])
         if len(records) > args.limit:
             print(f"... {len(records) - args.limit} more (raise --limit, or narrow with filters)")
     return 0
