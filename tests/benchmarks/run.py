@@ -10,13 +10,17 @@ Needs KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (a role that may CREATE DATABASE)
 3. End-to-end latency: a second, smaller workload (BENCH_E2E_N, default about 30 s of feed) produced at half the
    measured ingest rate while ingest + relay + projector run together; sampled clients' read-model versions are
    polled every 10 ms; latency = first poll that shows the version a message produced - its Kafka timestamp.
+   The median per hop (ingest commit, relay publish, projector transaction, poll) comes from the database's
+   recorded_at / published_at / projected_at of each sampled client's last change.
 4. Aggregate load time of a 10 000-event stream, with snapshots every 100 events and with none.
 5. The same workload at BENCH_SCALE x N (5; 1 skips it): raw, ingest, relay, projector, database size.
 
 Other knobs: BENCH_IDLE_S (2.0, idle time before a stage exits), BENCH_BATCH_SIZE and BENCH_BATCH_TIMEOUT_S (the
 worker's kafka.batch_size / batch_timeout_s; its defaults otherwise), BENCH_E2E_MODE (threads: the three roles in
 one process, as `worker run all`; processes: one process per role, as deployed),
-BENCH_KEEP=1 (keep databases and topics for inspection), BENCH_LOG_LEVEL (WARNING, the stages' log files),
+BENCH_SETTINGS (JSON laid over the stages' worker settings, e.g. '{"aggregate_cache_size": 0}'),
+BENCH_KEEP=1 (keep databases, topics and groups for inspection; `--cleanup RUN_ID` removes them later),
+BENCH_LOG_LEVEL (WARNING, the stages' log files),
 BENCH_PROFILE=ingest,projector,... (those stages under py-spy, if installed; see `profiled`).
 """
 
@@ -38,7 +42,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +76,7 @@ class Config:
     batch_size: int | None
     batch_timeout_s: float | None
     e2e_mode: str
+    worker_settings: dict[str, Any]
     keep: bool
     log_level: str
     profile: tuple[str, ...]
@@ -93,6 +98,7 @@ class Config:
             batch_size=int(env["BENCH_BATCH_SIZE"]) if env.get("BENCH_BATCH_SIZE") else None,
             batch_timeout_s=float(env["BENCH_BATCH_TIMEOUT_S"]) if env.get("BENCH_BATCH_TIMEOUT_S") else None,
             e2e_mode=env.get("BENCH_E2E_MODE", "threads"),
+            worker_settings=json.loads(env.get("BENCH_SETTINGS") or "{}"),
             keep=env.get("BENCH_KEEP", "") not in ("", "0"),
             log_level=env.get("BENCH_LOG_LEVEL", "WARNING"),
             profile=tuple(r.strip() for r in env.get("BENCH_PROFILE", "").split(",") if r.strip()),
@@ -142,12 +148,12 @@ class Resources:
         if self.cfg.batch_timeout_s:
             kafka["batch_timeout_s"] = self.cfg.batch_timeout_s
         self.groups += [kafka["ingest_group"], kafka["projector_group"], f"{prefix}raw", f"{prefix}naive"]
-        return {
+        return merged({
             "kafka": kafka,
             "postgres": {"url": dsn},
             "salesforce": {"auth": "none"},
             "observability": {"metrics_port": 0, "health_port": 0, "log_level": self.cfg.log_level},
-        }
+        }, self.cfg.worker_settings)
 
     def create_topics(self, overrides: dict[str, Any]) -> Any:
         from worker.adapters.kafka.admin import create_topics, worker_topics
@@ -191,6 +197,14 @@ class Resources:
         else:
             shutil.rmtree(self.workdir, ignore_errors=True)
         log(f"removed {len(self.databases)} database(s), {len(self.topics)} topic(s)")
+
+
+def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` laid over it, nested dicts merged."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
 
 
 # -- helpers -----------------------------------------------------------------------------------------------------
@@ -275,8 +289,9 @@ def produce_all(bootstrap: str, topic: str, messages: Iterable[tuple[bytes, byte
 
 
 def profiled(command: list[str], res: Resources, name: str) -> list[str]:
-    """BENCH_PROFILE=role[,role]: the stage under py-spy (installed separately: `pip install py-spy`), collapsed
-    stacks kept in BENCH_PROFILE_DIR (default /tmp/bench-profiles). Profiling slows the stage down."""
+    """BENCH_PROFILE=role[,role] (or label-role, e.g. x5-ingest): the stage under py-spy (installed separately:
+    `pip install py-spy`), wall-clock collapsed stacks per thread (idle included, so database and broker waits
+    show) kept in BENCH_PROFILE_DIR (default /tmp/bench-profiles). Profiling slows the stage down."""
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(py_spy).exists():
         log("BENCH_PROFILE: py-spy is not installed (pip install py-spy); running without it")
@@ -285,7 +300,8 @@ def profiled(command: list[str], res: Resources, name: str) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     out = folder / f"{res.run_id}-{name}.txt"
     log(f"profiling {name} into {out}")
-    return [py_spy, "record", "--format", "raw", "--rate", "250", "--output", str(out), "--", *command]
+    return [py_spy, "record", "--format", "raw", "--rate", "250", "--idle", "--threads", "--output", str(out), "--",
+            *command]
 
 
 class Stage:
@@ -394,6 +410,9 @@ def throughput_pass(res: Resources, label: str, n: int, *, naive: bool) -> dict[
     if checks.get("dead_letter_reasons"):
         log(f"{label}: dead letters: {checks['dead_letter_reasons']}")
     size = database_size(dsn)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("VACUUM")  # what autovacuum does in a steady state: the outbox's dead rows are freed
+    vacuumed = database_size(dsn)
     with psycopg.connect(dsn) as conn:
         breakdown = {
             table: round(int(conn.execute("SELECT pg_total_relation_size(%s)", (table,)).fetchone()[0]) / MIB, 2)  # type: ignore[index]
@@ -401,15 +420,18 @@ def throughput_pass(res: Resources, label: str, n: int, *, naive: bool) -> dict[
                           "resync_requests")
         }
     db = {
-        "size_mb": round(size / MIB, 2),
+        "size_mb": round(vacuumed / MIB, 2),
+        "size_before_vacuum_mb": round(size / MIB, 2),
         "empty_size_mb": round(empty / MIB, 2),
         "events": events,
-        "mb_per_million_events": (size - empty) / MIB / events * 1e6 if events else None,
-        "mb_per_million_events_incl_empty": size / MIB / events * 1e6 if events else None,
+        "mb_per_million_events": (vacuumed - empty) / MIB / events * 1e6 if events else None,
+        "mb_per_million_events_before_vacuum": (size - empty) / MIB / events * 1e6 if events else None,
+        "mb_per_million_events_incl_empty": vacuumed / MIB / events * 1e6 if events else None,
         "tables_mb": breakdown,
     }
-    log(f"{label}: database {db['size_mb']} MiB for {events:,} events"
-        f" ({db['mb_per_million_events'] or 0:,.0f} MiB per million, over the empty database)")
+    log(f"{label}: database {db['size_mb']} MiB for {events:,} events after VACUUM"
+        f" ({db['mb_per_million_events'] or 0:,.0f} MiB per million over the empty database;"
+        f" {db['mb_per_million_events_before_vacuum'] or 0:,.0f} before VACUUM)")
     ingest, raw = stages["ingest"], stages["raw"]
     worker_rss = [stages[s]["rss_mb"] for s in ("ingest", "relay", "projector")]
     return {
@@ -470,28 +492,30 @@ class VersionPoller(threading.Thread):
 
 def hop_breakdown(dsn: str, sample: list[str], produced: dict[tuple[int, int], float],
                   poller: VersionPoller) -> dict[str, float]:
-    """Where the time goes, for each sampled client's last change: the database's own clocks (events.recorded_at,
-    outbox.published_at, client_summary.projected_at: each a transaction's start) between the produce time and
-    the poll that saw it."""
+    """Where the time goes, for each sampled client's last change: the database's own clocks between the produce
+    time and the poll that saw it (events.recorded_at, client_summary.projected_at: each its transaction's start;
+    outbox.published_at too while the relay keeps published rows, else relay and projector are one hop)."""
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
             "SELECT s.client_id, s.version, (e.metadata->>'source_partition')::int,"
             " (e.metadata->>'source_offset')::bigint, extract(epoch FROM e.recorded_at)::float8,"
             " extract(epoch FROM o.published_at)::float8, extract(epoch FROM s.projected_at)::float8"
             " FROM client_summary s JOIN events e ON e.stream_id = s.client_id AND e.version = s.version"
-            " JOIN outbox o ON o.event_id = e.event_id WHERE s.client_id = ANY(%s)", (sample,)).fetchall()
-    spans: dict[str, list[float]] = {"to ingest commit": [], "to relay publish": [], "to projector tx": [],
-                                     "to seen by poll": []}
+            " LEFT JOIN outbox o ON o.event_id = e.event_id WHERE s.client_id = ANY(%s)", (sample,)).fetchall()
+    spans: dict[str, list[float]] = {}
     for cid, version, partition, offset, recorded, published, projected in rows:
         at_produce = produced.get((partition, offset))
         seen = poller.visible_at(cid, version)
-        if at_produce is None or seen is None or published is None:
+        if at_produce is None or seen is None:
             continue
-        spans["to ingest commit"].append(recorded - at_produce)
-        spans["to relay publish"].append(published - recorded)
-        spans["to projector tx"].append(projected - published)
-        spans["to seen by poll"].append(seen - projected)
-    return {k: statistics.median(v) for k, v in spans.items() if v}
+        spans.setdefault("produce -> ingest tx", []).append(recorded - at_produce)
+        if published is not None:
+            spans.setdefault("-> relay published", []).append(published - recorded)
+            spans.setdefault("-> projector tx", []).append(projected - published)
+        else:
+            spans.setdefault("-> relay + projector tx", []).append(projected - recorded)
+        spans.setdefault("-> seen by poll", []).append(seen - projected)
+    return {k: statistics.median(v) for k, v in spans.items()}
 
 
 def e2e_pass(res: Resources, ingest_rate: float | None) -> dict[str, Any]:
@@ -658,7 +682,20 @@ def environment(cfg: Config) -> dict[str, Any]:
         "postgresql": server,
         "cpu_count": os.cpu_count(),
         "kafka_bootstrap": cfg.bootstrap,
+        "worker_revision": _revision(),
     }
+
+
+def _revision() -> str | None:
+    """The checkout's commit, `+dirty` when worker/ has uncommitted changes."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "worker"], cwd=REPO, capture_output=True,
+                               text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+dirty" if dirty else "")
 
 
 # -- output ------------------------------------------------------------------------------------------------------
@@ -710,10 +747,12 @@ def table(report: dict[str, Any]) -> str:
             f" clients, fed at {e['feed_rate_per_s']:,.0f}/s): p50 {_num(report['e2e_p50_s'], '.3f')}s"
             f"  p95 {_num(report['e2e_p95_s'], '.3f')}s  p99 {_num(report['e2e_p99_s'], '.3f')}s")
     db = main["db"]
-    lines.append(f"database: {_num(report['db_mb_per_million_events'])} MiB per million events"
-                 f" ({db['size_mb'] - db['empty_size_mb']:,.1f} MiB over the empty database for {db['events']:,}"
-                 f" events; events {db['tables_mb']['events']} MiB, outbox {db['tables_mb']['outbox']} MiB,"
-                 f" snapshots {db['tables_mb']['snapshots']} MiB, read model {db['tables_mb']['client_summary']} MiB)")
+    grown = db["size_mb"] - db["empty_size_mb"]
+    lines.append(f"database: {_num(report['db_mb_per_million_events'])} MiB per million events after VACUUM"
+                 f" ({_num(db['mb_per_million_events_before_vacuum'])} before); {grown:,.1f} MiB over the empty"
+                 f" database for {db['events']:,} events: events {db['tables_mb']['events']} MiB,"
+                 f" outbox {db['tables_mb']['outbox']} MiB, snapshots {db['tables_mb']['snapshots']} MiB,"
+                 f" read model {db['tables_mb']['client_summary']} MiB")
     if report.get("snapshot_load_s") is not None:
         lines.append(
             f"aggregate load, {SNAPSHOT_EVENTS:,} events: {report['snapshot_load_s'] * 1000:,.1f} ms with snapshots"
@@ -770,6 +809,7 @@ def build_report(cfg: Config, env: dict[str, Any], main: dict[str, Any], e2e: di
         "no_snapshot_load_s": snaps["no_snapshot_load_s"] if snaps else None,
         "scale": scale_out,
         "env": env,
+        "config": {k: v for k, v in asdict(cfg).items() if k not in ("database_url", "bootstrap")},
         "ratios": {
             "ingest/raw": ratio(main["ingest_per_s"], main["raw_per_s"]),
             "ingest/naive": ratio(main["ingest_per_s"], main["naive_per_s"]),
@@ -780,13 +820,32 @@ def build_report(cfg: Config, env: dict[str, Any], main: dict[str, Any], e2e: di
             "ingest_per_s": "CDC messages/s", "raw_per_s": "CDC messages/s", "naive_per_s": "CDC messages/s",
             "relay_per_s": "events/s", "projector_per_s": "events/s", "rates": "steady state: end of the first"
             " batch to end of the last, the first batch left out", "mb": "MiB",
-            "db_mb_per_million_events": "(database size - size right after the migrations) / events * 1e6",
+            "db_mb_per_million_events": "(database size after a plain VACUUM - size right after the migrations)"
+            " / events * 1e6; main.db has the size before the VACUUM too (the outbox then still holds the whole"
+            " backlog the relay stage found, as dead rows once published)",
             "peak_rss_mb": "largest VmHWM of the worker's stage processes (ingest, relay, projector, e2e)",
         },
         "main": main,
         "e2e": e2e,
         "snapshots": snaps,
     }
+
+
+def leftovers(cfg: Config, run_id: str) -> Resources:
+    """The resources of an earlier run, found by its id (after BENCH_KEEP=1)."""
+    if not run_id.isalnum():
+        raise SystemExit(f"not a run id: {run_id!r}")
+    admin = AdminClient({"bootstrap.servers": cfg.bootstrap, "log_level": 4})
+    prefix = f"bench-{run_id}."
+    res = Resources(replace(cfg, keep=False), run_id, Path(tempfile.mkdtemp(prefix="bench-")))
+    res.topics = [t for t in admin.list_topics(timeout=10).topics if t.startswith(prefix)]
+    res.groups = [g.group_id for g in admin.list_consumer_groups(request_timeout=10).result().valid
+                  if g.group_id.startswith(prefix)]
+    with psycopg.connect(cfg.database_url) as conn:
+        res.databases = [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
+                                                     (f"bench\\_{run_id}\\_%",)).fetchall()]
+    log(f"run {run_id}: {len(res.topics)} topic(s), {len(res.groups)} group(s), {len(res.databases)} database(s)")
+    return res
 
 
 def _run(cfg: Config, res: Resources) -> dict[str, Any]:
@@ -803,6 +862,8 @@ def _run(cfg: Config, res: Resources) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.benchmarks.run", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="write the figures as JSON to this file")
+    parser.add_argument("--cleanup", metavar="RUN_ID", help="remove what a BENCH_KEEP run left (topics, groups,"
+                        " databases of that run id), then exit")
     args = parser.parse_args(argv)
     dropped = [k for k in os.environ if k.startswith("WORKER_")]
     for key in dropped:
@@ -810,6 +871,9 @@ def main(argv: list[str] | None = None) -> int:
     if dropped:
         log(f"ignoring {', '.join(sorted(dropped))}")
     cfg = Config.from_env()
+    if args.cleanup:
+        leftovers(cfg, args.cleanup).cleanup()
+        return 0
     res = Resources(cfg, uuid.uuid4().hex[:8], Path(tempfile.mkdtemp(prefix="bench-")))
     try:
         report = _run(cfg, res)

@@ -172,7 +172,7 @@ def run_raw(cfg: dict[str, Any]) -> dict[str, Any]:
 
     from worker.adapters.salesforce.schemas import SchemaResolver
 
-    kafka = cfg["settings"]["kafka"]
+    kafka = _settings(cfg).kafka  # the worker's batch size and timeout
     resolver = SchemaResolver()
     span = Span()
     source = _BaselineConsumer(cfg)
@@ -184,8 +184,7 @@ def run_raw(cfg: dict[str, Any]) -> dict[str, Any]:
         conn.execute(BASELINE_DDL.format(name=RAW_TABLE))
         conn.commit()
         while span.items < cfg["target"]:
-            batch = [m for m in consumer.consume(kafka.get("batch_size", 500), kafka.get("batch_timeout_s", 0.5))
-                     if m.error() is None]
+            batch = [m for m in consumer.consume(kafka.batch_size, kafka.batch_timeout_s) if m.error() is None]
             if not batch:
                 if source.idle_for(cfg["idle_s"], last):
                     break
@@ -211,7 +210,7 @@ def run_naive(cfg: dict[str, Any]) -> dict[str, Any]:
 
     from worker.adapters.salesforce.schemas import SchemaResolver
 
-    kafka = cfg["settings"]["kafka"]
+    kafka = _settings(cfg).kafka
     resolver = SchemaResolver()
     span = Span()
     source = _BaselineConsumer(cfg)
@@ -223,7 +222,7 @@ def run_naive(cfg: dict[str, Any]) -> dict[str, Any]:
         conn.execute(BASELINE_DDL.format(name=NAIVE_TABLE))
         conn.commit()
         while span.items < cfg["target"]:
-            message = consumer.poll(kafka.get("batch_timeout_s", 0.5))
+            message = consumer.poll(kafka.batch_timeout_s)
             if message is None or message.error() is not None:
                 if source.idle_for(cfg["idle_s"], last):
                     break
