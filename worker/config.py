@@ -49,6 +49,9 @@ class KafkaSettings(_Section):
     dlq_retention_ms: int = Field(default=30 * 24 * 3600 * 1000, ge=-1)
     batch_size: int = Field(default=500, ge=1, le=100_000)
     batch_timeout_s: float = Field(default=0.5, gt=0)
+    fetch_queue_kbytes: int = Field(
+        default=16_384, ge=1024, description="librdkafka queued.max.messages.kbytes: prefetch memory per consumer."
+    )
     session_timeout_ms: int = Field(default=45_000, ge=1000)
     max_poll_interval_ms: int = Field(default=300_000, ge=1000)
     cdc_format: str = Field(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -26,11 +27,16 @@ def consumer_config(kafka: KafkaSettings, group_id: str, **extra: Any) -> dict[s
         "max.poll.interval.ms": kafka.max_poll_interval_ms,
         "enable.partition.eof": False,
         "isolation.level": "read_committed",
+        # librdkafka prefetches up to 64 MiB per consumer by default; a batch needs far less
+        "queued.max.messages.kbytes": kafka.fetch_queue_kbytes,
     }
     if kafka.group_instance_id:
         conf["group.instance.id"] = kafka.group_instance_id
     conf.update(extra)
     return conf
+
+
+_DRAIN_S = 0.05  # a poll that brings nothing for this long means what had arrived is drained
 
 
 class BatchConsumer:
@@ -60,9 +66,22 @@ class BatchConsumer:
         return self._consumer
 
     def consume(self, max_messages: int, timeout_s: float) -> list[Message]:
-        """A batch of good messages; broker-level errors are raised (fatal) or logged (transient)."""
+        """A batch of good messages, returned as soon as what has arrived is drained (librdkafka's consume()
+        waits for a full batch or the timeout: up to `timeout_s` of latency at low rates); broker-level errors
+        are raised (fatal) or logged (transient)."""
+        client = self._client()
+        deadline = time.monotonic() + timeout_s
+        polled: list[Message] = []
+        while len(polled) < max_messages:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            got = client.consume(max_messages - len(polled), min(left, _DRAIN_S))
+            polled += got
+            if polled and not got:
+                break
         batch = []
-        for message in self._client().consume(max_messages, timeout_s):
+        for message in polled:
             error = message.error()
             if error is None:
                 batch.append(message)
