@@ -48,8 +48,10 @@ def _bind(layer: Middleware, call_next: Next) -> Next:
 
 
 def structural_validation(command: Command, ctx: HandlerContext, call_next: Next) -> int:
-    """Re-validate commands that were built without validation (`model_construct`, replays)."""
-    type(command).model_validate(command.model_dump())
+    """Validate commands that were built without validation (`model_construct`, replays); a command its
+    constructor validated is not validated twice."""
+    if not command.validated:
+        type(command).model_validate(command.model_dump())
     return call_next(command, ctx)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 
 _ID = re.compile(r"^[a-zA-Z0-9]{18}$")
 
@@ -81,7 +81,18 @@ class ClientData(_Frozen):
 
 
 class Command(_Frozen):
-    """Base of every command."""
+    """Base of every command. `validated` is true for a command built by its constructor (pydantic validated
+    it); `model_construct` skips validation and leaves it false, so the bus validates those."""
+
+    _validated: bool = PrivateAttr(default=False)
+
+    def __init__(self, **data: Any) -> None:
+        super().__init__(**data)
+        self._validated = True
+
+    @property
+    def validated(self) -> bool:
+        return self._validated
 
 
 class RegisterClient(Command):

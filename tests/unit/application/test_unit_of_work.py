@@ -140,3 +140,18 @@ def test_the_cache_evicts_the_least_recently_used_beyond_its_capacity() -> None:
     for cid in ids:
         cached_run(store, cache, [register(cid)])
     assert len(cache) == 2 and cache.take([ids[0]]) == {} and set(cache.take(ids[1:])) == set(ids[1:])
+
+
+def test_the_bus_validates_a_command_built_without_validation_and_refuses_it() -> None:
+    import pydantic
+
+    from worker.application.commands import RegisterClient
+
+    good = register(A)
+    assert good.validated
+    broken = RegisterClient.model_construct(**{**dict(good), "client_id": "not-an-id"})
+    assert not broken.validated
+    batch = ClientBatch(MemoryStore(), snapshot_interval=100, worker_version="test")
+    with pytest.raises(pydantic.ValidationError):
+        CommandBus(middleware=default_middleware()).handle(broken, HandlerContext(batch, StatusRule()))
+    assert batch.changes().events == []
