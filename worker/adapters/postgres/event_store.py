@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from typing import Any
 
@@ -31,8 +32,12 @@ ORDER BY 1, 2, 3 NULLS FIRST
 _COPY_EVENTS = (
     "COPY events (stream_id, version, event_id, event_type, schema_version, payload, metadata) FROM STDIN"
 )
-_COPY_OUTBOX = (
-    "COPY outbox (stream_id, version, event_id, event_type, schema_version, payload, metadata) FROM STDIN"
+# The outbox rows are copied server-side from the events just written (same transaction, in append order):
+# the batch crosses the wire and is JSON-encoded once.
+_FILL_OUTBOX = (
+    "INSERT INTO outbox (stream_id, version, event_id, event_type, schema_version, payload, metadata)"
+    " SELECT stream_id, version, event_id, event_type, schema_version, payload, metadata FROM events"
+    " WHERE event_id = ANY(%s::uuid[]) ORDER BY global_position"
 )
 _INSERT_SNAPSHOT = (
     "INSERT INTO snapshots (stream_id, version, schema_version, state) VALUES (%s, %s, %s, %s)"
@@ -131,15 +136,11 @@ class PostgresEventStore:
     def _write(conn: psycopg.Connection[Any], changes: BatchChanges) -> None:
         with conn.cursor() as cur:
             if changes.events:
-                rows = [
-                    (e.stream_id, e.version, e.metadata["event_id"], e.event_type, e.schema_version,
-                     Jsonb(e.payload), Jsonb(e.metadata))
-                    for e in changes.events
-                ]
-                for statement in (_COPY_EVENTS, _COPY_OUTBOX):
-                    with cur.copy(statement) as copy:
-                        for row in rows:
-                            copy.write_row(row)
+                with cur.copy(_COPY_EVENTS) as copy:
+                    for e in changes.events:  # text COPY: jsonb columns take the JSON text as it is
+                        copy.write_row((e.stream_id, e.version, e.metadata["event_id"], e.event_type,
+                                        e.schema_version, _json(e.payload), _json(e.metadata)))
+                cur.execute(_FILL_OUTBOX, ([e.metadata["event_id"] for e in changes.events],))
             if changes.snapshots:
                 cur.executemany(
                     _INSERT_SNAPSHOT,
@@ -179,3 +180,7 @@ class PostgresEventStore:
     def known_client_ids(self) -> list[str]:
         with self._conn() as conn:
             return [r[0] for r in conn.execute(_KNOWN_IDS).fetchall()]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
