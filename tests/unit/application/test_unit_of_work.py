@@ -9,9 +9,9 @@ import pytest
 
 from tests.harness import change_phone, register
 from worker.application.bus import CommandBus, default_middleware
+from worker.application.errors import ConcurrencyConflict
 from worker.application.handlers import HandlerContext
 from worker.application.ports import BatchChanges, LoadedStream, StoredEvent
-from worker.application.errors import ConcurrencyConflict
 from worker.application.unit_of_work import AggregateCache, ClientBatch
 from worker.application.upcasting import Upcasters
 from worker.domain import StatusRule
