@@ -76,6 +76,11 @@ def of_kind(kind: str) -> list[tuple[str, dict[str, Any]]]:
     return [(name, doc) for name, doc in manifests() if doc.get("kind") == kind]
 
 
+def workloads() -> list[tuple[str, dict[str, Any]]]:
+    """The long-running roles: Deployments (relay) and StatefulSets (consumers: stable static-membership ids)."""
+    return of_kind("Deployment") + of_kind("StatefulSet")
+
+
 def where(file: str, doc: Mapping[str, Any]) -> str:
     return f"{file}: {doc.get('kind')} {doc.get('metadata', {}).get('name')!r}"
 
@@ -177,7 +182,7 @@ def container_args(container: Mapping[str, Any]) -> Any:
 
 def deployments_by_role() -> dict[str, tuple[str, dict[str, Any]]]:
     out = {}
-    for file, doc in of_kind("Deployment"):
+    for file, doc in workloads():
         for c in pod_spec(doc).get("containers") or []:
             args = container_args(c)
             if isinstance(args, list) and (role := role_of(args)):
@@ -360,7 +365,7 @@ def test_k8s_has_a_deployment_per_role() -> None:
 
 def test_k8s_container_args_parse() -> None:
     problems = []
-    for file, doc in of_kind("Deployment") + of_kind("Job"):
+    for file, doc in workloads() + of_kind("Job"):
         for c in containers(doc):
             if "command" in c:
                 problems.append(f"{where(file, doc)} container {c['name']!r}: `command` replaces the `worker` "
@@ -378,7 +383,7 @@ def test_k8s_setup_jobs_migrate_and_create_topics() -> None:
 
 def test_k8s_deployments_probe_health_and_metrics_ports() -> None:
     problems = []
-    for file, doc in of_kind("Deployment"):
+    for file, doc in workloads():
         for c in pod_spec(doc)["containers"]:
             at = f"{where(file, doc)} container {c['name']!r}"
             ports = {p.get("name"): p.get("containerPort") for p in c.get("ports") or []}
@@ -401,7 +406,7 @@ def test_k8s_deployments_probe_health_and_metrics_ports() -> None:
 
 def test_k8s_deployments_resources_grace_and_security() -> None:
     problems = []
-    for file, doc in of_kind("Deployment"):
+    for file, doc in workloads():
         spec = pod_spec(doc)
         grace = spec.get("terminationGracePeriodSeconds")
         if not isinstance(grace, int) or grace < MIN_GRACE_S:
@@ -444,7 +449,7 @@ def test_k8s_env_from_refers_to_existing_objects() -> None:
     config_maps = {doc["metadata"]["name"] for _, doc in of_kind("ConfigMap")}
     secrets = {doc["metadata"]["name"] for _, doc in of_kind("Secret")}
     problems = []
-    for file, doc in of_kind("Deployment") + of_kind("Job"):
+    for file, doc in workloads() + of_kind("Job"):
         for c in containers(doc):
             refs = c.get("envFrom") or []
             cm = {r["configMapRef"]["name"] for r in refs if "configMapRef" in r}
@@ -460,7 +465,7 @@ def test_k8s_environment_names_real_settings() -> None:
     assert config_map_data(), "deploy/k8s: no ConfigMap data"
     assert_settings(config_map_data(), "deploy/k8s ConfigMap")
     assert_settings(secret_data(), "deploy/k8s Secret")
-    for file, doc in of_kind("Deployment") + of_kind("Job"):
+    for file, doc in workloads() + of_kind("Job"):
         for c in containers(doc):
             names = {e["name"]: None for e in c.get("env") or []}
             assert_settings(names, f"{where(file, doc)} container {c['name']!r} env")
@@ -468,7 +473,7 @@ def test_k8s_environment_names_real_settings() -> None:
 
 def test_k8s_environment_loads(monkeypatch: pytest.MonkeyPatch) -> None:
     literal: dict[str, Any] = {**config_map_data(), **secret_data()}
-    for _, doc in of_kind("Deployment"):
+    for _, doc in workloads():
         for c in containers(doc):
             literal.update({e["name"]: e["value"] for e in c.get("env") or [] if "value" in e})
     assert_values_load(literal, "deploy/k8s ConfigMap + Secret + env values", monkeypatch)
@@ -502,7 +507,7 @@ def test_k8s_pdb_covers_each_consumer_deployment() -> None:
 
 def test_k8s_selectors_match_pod_labels() -> None:
     problems = []
-    for file, doc in of_kind("Deployment"):
+    for file, doc in workloads():
         selector = doc["spec"]["selector"]["matchLabels"]
         labels = doc["spec"]["template"]["metadata"].get("labels") or {}
         if not selector.items() <= labels.items():
@@ -581,7 +586,7 @@ def test_dockerfile_runs_as_non_root() -> None:
     assert user not in ("root", "0"), f"{rel(DOCKERFILE)}: the final stage runs as {users[-1]!r}"
     if user.isdigit():
         problems = [
-            where(f, d) for f, d in of_kind("Deployment") + of_kind("Job")
+            where(f, d) for f, d in workloads() + of_kind("Job")
             if pod_spec(d).get("securityContext", {}).get("runAsUser", int(user)) != int(user)
         ]
         assert not problems, f"runAsUser differs from the image's USER {user}: {problems}"
@@ -625,3 +630,20 @@ def test_dockerignore_keeps_the_context_small_but_complete() -> None:
         assert excluded in patterns, f"{rel(DOCKERIGNORE)}: does not exclude {excluded}"
     for needed in ("worker", "schemas", "pyproject.toml", "README.md"):
         assert needed not in patterns, f"{rel(DOCKERIGNORE)}: excludes {needed}, which the image build needs"
+
+
+def test_consumers_are_statefulsets_so_static_membership_ids_survive_rollouts() -> None:
+    services = {doc["metadata"]["name"]: doc for _, doc in of_kind("Service")}
+    for role in ("ingest", "projector"):
+        file, doc = deployments_by_role()[role]
+        at = where(file, doc)
+        assert doc["kind"] == "StatefulSet", f"{at}: a consumer role needs stable pod names (StatefulSet)"
+        service = services.get(doc["spec"].get("serviceName"))
+        assert service is not None and service["spec"].get("clusterIP") == "None", (
+            f"{at}: serviceName must name a headless Service in deploy/k8s")
+        env = {e["name"]: e for c in pod_spec(doc)["containers"] for e in c.get("env") or []}
+        source = env.get("WORKER_KAFKA__GROUP_INSTANCE_ID", {}).get("valueFrom", {}).get("fieldRef", {})
+        assert source.get("fieldPath") == "metadata.name", f"{at}: group.instance.id must be the pod name"
+    ingest = deployments_by_role()["ingest"][1]
+    for file, scaled in of_kind("ScaledObject"):
+        assert scaled["spec"]["scaleTargetRef"].get("kind") == ingest["kind"], where(file, scaled)
