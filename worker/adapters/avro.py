@@ -18,7 +18,8 @@ import fastavro
 
 from worker.adapters.postgres.outbox import OutboxRow
 
-SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas"
+SCHEMAS_DIR = Path(__file__).resolve().parents[1] / "schemas"  # worker/schemas: the top-level schemas/ (a link in
+# the repository, a copy in the wheel)
 _FILE = re.compile(r"^(?P<type>[A-Za-z]+)\.v(?P<version>\d+)\.avsc$")
 _CHANGE_LISTS = ("changes", "differences")
 

@@ -14,7 +14,7 @@ import fastavro
 from worker.adapters.salesforce.bitmap import FieldLayout
 from worker.adapters.salesforce.errors import UnknownSchema
 
-SCHEMAS_DIR = Path(__file__).resolve().parents[3] / "schemas" / "salesforce"
+SCHEMAS_DIR = Path(__file__).resolve().parents[2] / "schemas" / "salesforce"  # worker/schemas -> schemas/
 
 
 class WriterSchema:
