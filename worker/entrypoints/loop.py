@@ -103,8 +103,9 @@ class ConsumerLoop:
         if self._paused:
             self._consumer.resume_all()
             self._paused = False
-        # 6. commit offsets, synchronously
-        self._consumer.commit(batch)
+        # 6. commit offsets, synchronously (a broker hiccup is retried like any transient fault)
+        retry_transient(lambda: self._consumer.commit(batch), self._retry, self._stopper,
+                        what=f"{self.name} commit at {where(batch[0])}", on_retry=self._retried)
         if self._on_batch:
             self._on_batch(batch, outcome)
 

@@ -36,6 +36,7 @@ def consumer_config(kafka: KafkaSettings, group_id: str, **extra: Any) -> dict[s
     return conf
 
 
+_REBALANCED = {KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS, KafkaError.UNKNOWN_MEMBER_ID}
 _DRAIN_S = 0.05  # a poll that brings nothing for this long means what had arrived is drained
 
 
@@ -99,7 +100,18 @@ class BatchConsumer:
             offsets[key] = max(offsets.get(key, -1), (message.offset() or 0) + 1)
         owned = [TopicPartition(t, p, o) for (t, p), o in offsets.items() if (t, p) in self.assignment]
         if owned:
-            self._client().commit(offsets=owned, asynchronous=False)
+            try:
+                self._client().commit(offsets=owned, asynchronous=False)
+            except KafkaException as exc:
+                code = exc.args[0].code() if exc.args and isinstance(exc.args[0], KafkaError) else None
+                if code not in _REBALANCED:
+                    raise
+                # The group moved on between consume() and commit: these partitions now belong to the next
+                # generation, whose owner redelivers from the last committed offset. The database transaction is
+                # already committed and handling is idempotent, so nothing is lost and nothing is doubled.
+                log.warning("commit refused by a rebalance (%s); the new owner redelivers %s", exc.args[0].name(),
+                            _names(owned))
+                return
         lost = len(offsets) - len(owned)
         if lost:
             # Revoked meanwhile: the new owner redelivers them, and handling is idempotent.
