@@ -131,7 +131,7 @@ def decoder(app: App) -> Callable[[KafkaMessage], Decoded]:
 def ingest_loop(app: App, stopper: Stopper, idle: IdleClock) -> ConsumerLoop:
     s = app.settings
     processor = IngestProcessor(
-        decoder(app), (ChangeEventParseError,), app.store, app.bus, app.new_batch, app.rule,
+        decoder(app), (ChangeEventParseError,), app.bus, app.new_batch, app.rule,
         conflict_retries=s.retry.conflict_retries,
     )
     consumer = _consumer(app, s.kafka.ingest_group, s.kafka.cdc_topic)
@@ -139,7 +139,7 @@ def ingest_loop(app: App, stopper: Stopper, idle: IdleClock) -> ConsumerLoop:
     dlq = DeadLetterPublisher(producer, s.kafka.ingest_group, s.kafka.dlq_suffix)
     background = None
     if app.client_source is not None and s.features.resync_enabled:
-        resync = Resynchronizer(app.store, app.store, app.client_source, app.new_batch, app.rule,
+        resync = Resynchronizer(app.store, app.client_source, app.new_batch, app.rule,
                                 s.salesforce.batch_size)
         background = BackgroundWork(resync.run_once, s.retry, "resync")
 

@@ -21,6 +21,8 @@ from worker import logs
 
 log = logging.getLogger("worker.metrics")
 
+OTLP_MISSING = ("WORKER_OBSERVABILITY__OTLP_ENDPOINT is set but the OTLP exporter is not installed: "
+                "pip install 'salesforce-cdc-worker[otlp]'")
 CIRCUIT_VALUES = {"closed": 0, "half-open": 1, "open": 2}
 
 
@@ -222,10 +224,7 @@ def start_metrics(observability: Any) -> Metrics:
             from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
             from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
         except ImportError:
-            raise RuntimeError(
-                "WORKER_OBSERVABILITY__OTLP_ENDPOINT is set but the OTLP exporter is not installed: "
-                "pip install 'salesforce-cdc-worker[otlp]'"
-            ) from None
+            raise RuntimeError(OTLP_MISSING) from None
         readers.append(PeriodicExportingMetricReader(OTLPMetricExporter(endpoint=observability.otlp_endpoint)))
     return Metrics(readers)
 
@@ -243,9 +242,6 @@ def start_tracing(observability: Any) -> None:
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         except ImportError:
-            raise RuntimeError(
-                "WORKER_OBSERVABILITY__OTLP_ENDPOINT is set but the OTLP exporter is not installed: "
-                "pip install 'salesforce-cdc-worker[otlp]'"
-            ) from None
+            raise RuntimeError(OTLP_MISSING) from None
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=observability.otlp_endpoint)))
     trace.set_tracer_provider(provider)

@@ -212,7 +212,7 @@ def test_a_concurrency_conflict_is_reloaded_and_retried(settings: Settings) -> N
 
         app.store.commit = commit_after_a_rival  # type: ignore[method-assign]
         processor = IngestProcessor(
-            lambda _m: Decoded([our_change]), (), app.store, app.bus, app.new_batch, app.rule
+            lambda _m: Decoded([our_change]), (), app.bus, app.new_batch, app.rule
         )
         outcome = processor.process([StubMessage()])
     finally:

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from worker.application.handlers import to_details
-from worker.application.ports import ClientSource, EventStore, FetchedClient, ResyncQueue
+from worker.application.ports import ClientSource, FetchedClient, ResyncQueue
 from worker.application.unit_of_work import ClientBatch
 from worker.domain import StatusRule
 
@@ -16,14 +16,12 @@ from worker.domain import StatusRule
 class Resynchronizer:
     def __init__(
         self,
-        store: EventStore,
         queue: ResyncQueue,
         source: ClientSource,
         new_batch: Callable[[], ClientBatch],
         rule: StatusRule,
         batch_size: int = 200,
     ) -> None:
-        self._store = store
         self._queue = queue
         self._source = source
         self._new_batch = new_batch

@@ -21,7 +21,6 @@ from worker.application.bus import CommandBus
 from worker.application.commands import Command, MarkClientForResync
 from worker.application.errors import ConcurrencyConflict, InvalidCommand, TransientFailure
 from worker.application.handlers import HandlerContext
-from worker.application.ports import EventStore
 from worker.application.unit_of_work import ClientBatch
 from worker.application.validation import duplicate_changes
 from worker.domain import StatusRule
@@ -60,7 +59,6 @@ class IngestProcessor:
         self,
         decode: Decoder,
         parse_errors: tuple[type[BaseException], ...],
-        store: EventStore,
         bus: CommandBus,
         new_batch: Callable[[], ClientBatch],
         rule: StatusRule,
@@ -68,7 +66,6 @@ class IngestProcessor:
     ) -> None:
         self._decode = decode
         self._parse_errors = parse_errors
-        self._store = store
         self._bus = bus
         self._new_batch = new_batch
         self._rule = rule
