@@ -21,3 +21,19 @@ class InvalidCommand(ApplicationError):
 
 class TransientFailure(ApplicationError):
     """A dependency is unavailable for now: retry later, never dead-letter."""
+
+
+class SourceUnavailable(TransientFailure):
+    """Salesforce cannot be reached or asks us to slow down (5xx, timeouts, REQUEST_LIMIT_EXCEEDED)."""
+
+
+class SourceAuthFailed(ApplicationError):
+    """Salesforce refused our credentials: nothing can be read until an operator fixes them."""
+
+
+class SourceRefused(ApplicationError):
+    """Salesforce refused one request (a 4xx such as INVALID_FIELD or MALFORMED_ID): retrying will not help."""
+
+    def __init__(self, message: str, code: str = "") -> None:
+        super().__init__(message)
+        self.code = code

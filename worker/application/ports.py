@@ -83,21 +83,58 @@ class ResyncQueue(Protocol):
 
 @dataclass(frozen=True)
 class FetchedClient:
-    """A client as Salesforce has it now; ``data`` is None when Salesforce says it is deleted or gone."""
+    """A client as Salesforce has it now; ``data`` is None when Salesforce says it is deleted or gone.
+
+    ``fetched`` names the client attribute paths the read covered (``name``, ``billing_address.city``,
+    ``extra.Custom__c``, ``extra.PersonName``): a resync replaces those and keeps every other attribute as it is.
+    ``last_modified_ms`` is the record's SystemModstamp (LastModifiedDate when that is all there is): a change
+    committed after it is newer than the record and must survive the resync. ``merged_into`` is the
+    MasterRecordId of a record deleted by a merge."""
 
     client_id: str
     data: ClientData | None
     deleted: bool
     last_modified_ms: int | None
+    fetched: frozenset[str] = frozenset()
+    merged_into: str | None = None
+
+
+@dataclass(frozen=True)
+class ScanPage:
+    """One page of a full read of every Account; ``cursor`` resumes after it (None: the scan is complete)."""
+
+    clients: list[FetchedClient]
+    cursor: str | None
+
+
+@dataclass(frozen=True)
+class ApiUsage:
+    """Salesforce's daily API requests, as its last answer reported them (Sforce-Limit-Info)."""
+
+    used: int
+    limit: int
 
 
 class ClientSource(Protocol):
-    """Salesforce, seen from the application (the gateway adapter implements it)."""
+    """Salesforce, seen from the application (the gateway adapter implements it).
 
-    def fetch_clients(self, client_ids: Sequence[str]) -> dict[str, FetchedClient]:
-        """Every id asked for is in the answer; an id Salesforce does not know comes back deleted."""
+    Errors: ``SourceUnavailable`` (transient: back off, retry), ``SourceAuthFailed`` (credentials refused: the
+    role stays up, not ready), ``SourceRefused`` (Salesforce refused this request: retrying it will not help)."""
+
+    def fetch_clients(self, client_ids: Sequence[str], extra_fields: Collection[str] = ()) -> dict[str, FetchedClient]:
+        """Every id asked for is in the answer; an id Salesforce does not know comes back deleted. The fields
+        read are the mapping's plus ``extra_fields`` (Salesforce names seen in clients' ``extra``), less those
+        the org does not have."""
         ...
 
-    def iter_all_clients(self) -> Iterator[FetchedClient]:
-        """Every Account, deleted ones included (queryAll)."""
+    def start_scan(self, extra_fields: Collection[str] = ()) -> str:
+        """Start reading every Account, deleted ones included; return the scan's id (store it to resume)."""
+        ...
+
+    def scan_page(self, scan_id: str, cursor: str | None) -> ScanPage | None:
+        """The page after ``cursor`` (None: the first page); None while Salesforce is still preparing."""
+        ...
+
+    def usage(self) -> ApiUsage | None:
+        """The API usage last reported by Salesforce, None before any call."""
         ...
