@@ -2,37 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
-
-from confluent_kafka import Message
 
 from worker import __version__
 from worker.adapters.kafka.consumer import BatchConsumer, consumer_config
 from worker.adapters.kafka.dlq import DeadLetterPublisher
 from worker.adapters.kafka.producer import make_producer
-from worker.adapters.kafka.types import KafkaMessage, header_dict
 from worker.adapters.postgres.event_store import PostgresEventStore, make_pool
 from worker.adapters.postgres.outbox import PostgresOutbox
+from worker.adapters.salesforce.decoder import CdcDecoder
 from worker.adapters.salesforce.errors import ChangeEventParseError
-from worker.adapters.salesforce.event_parser import parse
 from worker.adapters.salesforce.mapping import FieldMapping
 from worker.adapters.salesforce.schemas import SchemaResolver, first_of, registry_fetch
-from worker.adapters.salesforce.translator import KafkaCoordinates, translate
 from worker.application.bus import CommandBus, default_middleware
 from worker.application.ports import ClientSource
 from worker.application.resync import Resynchronizer
 from worker.application.unit_of_work import AggregateCache, ClientBatch
 from worker.config import Settings
 from worker.domain import StatusRule
-from worker.entrypoints.ingest import Decoded, IngestProcessor
-from worker.entrypoints.loop import ConsumerLoop
-from worker.entrypoints.relay import OutboxRelay
-from worker.entrypoints.runtime import BackgroundWork, IdleClock, Stopper
 from worker.health import Health, Heartbeat, assignment_check, database_check
 from worker.observability import Metrics
+from worker.roles.ingest import IngestProcessor
+from worker.roles.loop import ConsumerLoop
+from worker.roles.relay import OutboxRelay
+from worker.roles.runtime import BackgroundWork, IdleClock, Stopper
 
 STATS_INTERVAL_MS = 5000
 
@@ -112,20 +108,9 @@ def schema_resolver(settings: Settings, fetch_schema: Callable[[str], str | None
     ))
 
 
-def decoder(app: App) -> Callable[[KafkaMessage], Decoded]:
+def decoder(app: App) -> CdcDecoder:
     own_client = app.settings.salesforce.own_client_id if app.settings.features.echo_suppression else None
-
-    def decode(message: KafkaMessage) -> Decoded:
-        event = parse(message.value() or b"", header_dict(message), fmt=app.settings.kafka.cdc_format,
-                      schemas=app.schemas)
-        coordinates = KafkaCoordinates(
-            topic=message.topic() or "", partition=message.partition() or 0, offset=message.offset() or 0,
-            traceparent=(header_dict(message).get("traceparent") or b"").decode() or None,
-        )
-        result = translate(event, coordinates, mapping=app.mapping, own_client_id=own_client)
-        return Decoded(list(result.commands), result.skipped)
-
-    return decode
+    return CdcDecoder(app.schemas, app.mapping, cdc_format=app.settings.kafka.cdc_format, own_client_id=own_client)
 
 
 def ingest_loop(app: App, stopper: Stopper, idle: IdleClock) -> ConsumerLoop:
@@ -143,10 +128,7 @@ def ingest_loop(app: App, stopper: Stopper, idle: IdleClock) -> ConsumerLoop:
                                 s.salesforce.batch_size)
         background = BackgroundWork(resync.run_once, s.retry, "resync")
 
-    def handle(batch: Sequence[Message]) -> Any:
-        return processor.process(batch)
-
-    return ConsumerLoop("ingest", consumer, handle, dlq, s.kafka, s.retry, stopper, idle, background,
+    return ConsumerLoop("ingest", consumer, processor.process, dlq, s.kafka, s.retry, stopper, idle, background,
                         on_batch=partial(app.metrics.ingest_batch, s.kafka.cdc_topic),
                         heartbeat=_heartbeat(app, "ingest"), on_retry=app.metrics.retried("ingest"))
 
@@ -183,17 +165,14 @@ def read_models(app: App) -> Any:
 
 def projector_loop(app: App, stopper: Stopper, idle: IdleClock) -> ConsumerLoop:
     from worker.adapters.avro import ClientEventCodec
-    from worker.entrypoints.projector import ProjectorProcessor
+    from worker.roles.projector import ProjectorProcessor
 
     s = app.settings
     processor = ProjectorProcessor(ClientEventCodec.from_directory(), read_models(app))
     consumer = _consumer(app, s.kafka.projector_group, s.kafka.events_topic)
     dlq = DeadLetterPublisher(make_producer(s.kafka), s.kafka.projector_group, s.kafka.dlq_suffix)
 
-    def handle(batch: Sequence[Message]) -> Any:
-        return processor.process(batch)
-
-    return ConsumerLoop("projector", consumer, handle, dlq, s.kafka, s.retry, stopper, idle,
+    return ConsumerLoop("projector", consumer, processor.process, dlq, s.kafka, s.retry, stopper, idle,
                         on_batch=partial(app.metrics.projector_batch, s.kafka.events_topic),
                         heartbeat=_heartbeat(app, "projector"), on_retry=app.metrics.retried("projector"))
 

@@ -68,7 +68,7 @@ def _timed_metrics(span: Span) -> Any:
 
 def run_role(cfg: dict[str, Any], role: str) -> dict[str, Any]:
     from worker import bootstrap
-    from worker.entrypoints.runtime import IdleClock, Stopper
+    from worker.roles.runtime import IdleClock, Stopper
 
     span = Span()
     app = bootstrap.bootstrap(_settings(cfg), metrics=_timed_metrics(span))
@@ -86,7 +86,7 @@ def run_role(cfg: dict[str, Any], role: str) -> dict[str, Any]:
 def run_all(cfg: dict[str, Any]) -> dict[str, Any]:
     """ingest, relay, projector in threads; each stops once idle after the one upstream has stopped."""
     from worker import bootstrap
-    from worker.entrypoints.runtime import IdleClock, Stopper
+    from worker.roles.runtime import IdleClock, Stopper
 
     spans = Span()
     app = bootstrap.bootstrap(_settings(cfg), metrics=_timed_metrics(spans))

@@ -30,8 +30,8 @@ from worker.adapters.kafka import dlq as dlq_headers
 from worker.application.errors import ConcurrencyConflict
 from worker.application.handlers import HandlerContext
 from worker.config import Settings
-from worker.entrypoints.ingest import Decoded, IngestProcessor
-from worker.entrypoints.runtime import IdleClock, Stopper
+from worker.roles.ingest import Decoded, IngestProcessor
+from worker.roles.runtime import IdleClock, Stopper
 
 A, B, C = "001000000000001AAA", "001000000000002AAA", "001000000000003AAA"
 

@@ -13,7 +13,7 @@ from worker import bootstrap
 from worker.adapters.avro import ClientEventCodec, to_wire
 from worker.adapters.kafka import dlq
 from worker.config import Settings
-from worker.entrypoints.runtime import IdleClock, Stopper
+from worker.roles.runtime import IdleClock, Stopper
 
 A = "001000000000001AAA"
 DETAILS = {"name": "Acme", "billing_address": {}, "extra": {}}

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from tests.cdc_factory import CdcFactory
 from tests.harness import consume_all, create_worker_topics, produce, rows, settings_for
 from worker import bootstrap
-from worker.entrypoints.runtime import IdleClock, Stopper
+from worker.roles.runtime import IdleClock, Stopper
 
 A = "001000000000001AAA"
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -16,7 +16,8 @@ ALLOWED = {
     "domain": {"worker.domain"},
     "application": {"worker.domain", "worker.application", "pydantic"},
 }
-FORBIDDEN_FOR_ADAPTERS = ("worker.entrypoints", "worker.bootstrap")
+FORBIDDEN_FOR_ADAPTERS = ("worker.entrypoints", "worker.bootstrap", "worker.roles")
+FORBIDDEN_FOR_ROLES = ("worker.entrypoints", "worker.bootstrap")
 
 
 def _imports(path: Path) -> list[str]:
@@ -56,6 +57,21 @@ def test_adapters_never_import_entrypoints_or_bootstrap() -> None:
         if name.startswith(FORBIDDEN_FOR_ADAPTERS)
     ]
     assert offenders == []
+
+
+def test_roles_never_import_bootstrap_or_the_cli() -> None:
+    """Roles sit below bootstrap: it builds them and the CLI runs them, never the other way round."""
+    offenders = [
+        f"{path.relative_to(ROOT.parent)} imports {name}"
+        for path in sorted((ROOT / "roles").rglob("*.py"))
+        for name in _imports(path)
+        if name.startswith(FORBIDDEN_FOR_ROLES)
+    ]
+    assert offenders == []
+
+
+def test_bootstrap_never_imports_the_cli() -> None:
+    assert [n for n in _imports(ROOT / "bootstrap.py") if n.startswith("worker.entrypoints")] == []
 
 
 def test_the_rule_catches_a_forbidden_import() -> None:

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from worker.application.commands import ClientData
+from worker.application.commands import ClientData, Command
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """What one external message asks for: commands, or none with the reason it was skipped."""
+
+    commands: list[Command]
+    skipped: str | None = None
 
 
 @dataclass(frozen=True)

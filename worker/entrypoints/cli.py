@@ -6,28 +6,28 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 refused (e.g. a consumer group still has m
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from collections.abc import Sequence
 
 from worker import __version__
 from worker.config import SettingsError
-from worker.entrypoints.commands import CliError
+from worker.entrypoints.commands import (
+    CliError,
+    cdc,
+    config,
+    dlq,
+    lag,
+    migrate,
+    offsets,
+    projections,
+    query,
+    replay,
+    run,
+    topics,
+)
 
 # Each module exposes `register(subparsers)`; the order is the order of `worker --help`.
-COMMAND_MODULES = (
-    "run",
-    "migrate",
-    "topics",
-    "cdc",
-    "dlq",
-    "offsets",
-    "replay",
-    "projections",
-    "query",
-    "lag",
-    "config",
-)
+COMMAND_MODULES = (run, migrate, topics, cdc, dlq, offsets, replay, projections, query, lag, config)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,13 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"worker.entrypoints.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"worker.entrypoints.commands.{name}":
-                raise
-            continue  # a command group not built yet
+    for module in COMMAND_MODULES:
         module.register(subparsers)
     return parser
 

@@ -34,8 +34,8 @@ def _rebuild(args: argparse.Namespace) -> int:
     from worker.adapters.kafka.groups import active_members
     from worker.adapters.postgres.event_store import PostgresEventStore, make_pool
     from worker.adapters.postgres.read_models import PostgresReadModels
-    from worker.entrypoints.projector import ProjectorProcessor
-    from worker.entrypoints.rebuild import rebuild_from_event_store, rebuild_from_topic
+    from worker.roles.projector import ProjectorProcessor
+    from worker.roles.rebuild import rebuild_from_event_store, rebuild_from_topic
 
     settings = settings_from(args)
     group = settings.kafka.projector_group

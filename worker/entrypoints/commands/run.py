@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from worker import logs
 from worker.entrypoints.commands import CliError, add_connection_options, settings_from
-from worker.entrypoints.runtime import IdleClock, Stopper
+from worker.roles.runtime import IdleClock, Stopper
 
 log = logging.getLogger("worker.run")
 ROLES = ("ingest", "relay", "projector", "all")

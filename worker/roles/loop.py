@@ -14,8 +14,8 @@ from worker.adapters.kafka.consumer import BatchConsumer
 from worker.adapters.kafka.dlq import DeadLetter, DeadLetterPublisher
 from worker.adapters.kafka.types import where
 from worker.config import KafkaSettings, RetrySettings
-from worker.entrypoints.failures import Kind, classify
-from worker.entrypoints.runtime import IdleClock, Stopper, StopRequested, retry_transient
+from worker.roles.failures import Kind, classify
+from worker.roles.runtime import IdleClock, Stopper, StopRequested, retry_transient
 
 log = logging.getLogger("worker.loop")
 

@@ -14,8 +14,8 @@ from confluent_kafka import KafkaError, Producer
 from worker.adapters.kafka.producer import PublishFailed
 from worker.adapters.postgres.outbox import OutboxRow, PostgresOutbox
 from worker.config import RetrySettings
-from worker.entrypoints.failures import Kind, classify
-from worker.entrypoints.runtime import IdleClock, Stopper, StopRequested, retry_transient
+from worker.roles.failures import Kind, classify
+from worker.roles.runtime import IdleClock, Stopper, StopRequested, retry_transient
 
 log = logging.getLogger("worker.relay")
 

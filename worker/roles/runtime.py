@@ -12,7 +12,7 @@ from typing import TypeVar
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from worker.config import RetrySettings, backoff
-from worker.entrypoints.failures import Kind, classify
+from worker.roles.failures import Kind, classify
 
 log = logging.getLogger("worker.runtime")
 T = TypeVar("T")

@@ -12,7 +12,7 @@ from worker.adapters.postgres.event_store import PostgresEventStore
 from worker.adapters.postgres.read_models import PostgresReadModels
 from worker.application.projection import ProjectedEvent, Verdict, project
 from worker.application.upcasting import DEFAULT_UPCASTERS, Upcasters
-from worker.entrypoints.projector import ProjectorProcessor
+from worker.roles.projector import ProjectorProcessor
 
 Progress = Callable[[int, int | None], None]
 

@@ -21,19 +21,14 @@ from worker.application.bus import CommandBus
 from worker.application.commands import Command, MarkClientForResync
 from worker.application.errors import ConcurrencyConflict, InvalidCommand, TransientFailure
 from worker.application.handlers import HandlerContext
+from worker.application.ports import Decoded
 from worker.application.unit_of_work import ClientBatch
 from worker.application.validation import duplicate_changes
 from worker.domain import StatusRule
 from worker.domain.errors import DomainError
-from worker.entrypoints.failures import Kind, classify
+from worker.roles.failures import Kind, classify
 
 log = logging.getLogger("worker.ingest")
-
-
-@dataclass(frozen=True)
-class Decoded:
-    commands: list[Command]
-    skipped: str | None = None
 
 
 # message -> commands; raises a ChangeEventParseError (stage parse) or anything else (stage translate).
