@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -13,22 +15,26 @@ from worker.adapters.kafka.dlq import DeadLetterPublisher
 from worker.adapters.kafka.producer import make_producer
 from worker.adapters.postgres.event_store import PostgresEventStore, make_pool
 from worker.adapters.postgres.outbox import PostgresOutbox
+from worker.adapters.postgres.resync_queue import PostgresResyncQueue
 from worker.adapters.salesforce.decoder import CdcDecoder
 from worker.adapters.salesforce.errors import ChangeEventParseError
+from worker.adapters.salesforce.ids import normalize_id
 from worker.adapters.salesforce.mapping import FieldMapping
 from worker.adapters.salesforce.schemas import SchemaResolver, first_of, registry_fetch
 from worker.application.bus import CommandBus, default_middleware
 from worker.application.ports import ClientSource
-from worker.application.resync import Resynchronizer
+from worker.application.resync import Resynchronizer, ResyncPolicy
 from worker.application.unit_of_work import AggregateCache, ClientBatch
 from worker.config import Settings
 from worker.domain import StatusRule
 from worker.health import Health, Heartbeat, assignment_check, database_check
 from worker.observability import Metrics
+from worker.resync_metrics import ResyncMetrics
 from worker.roles.ingest import IngestProcessor
 from worker.roles.loop import ConsumerLoop
 from worker.roles.relay import OutboxRelay
-from worker.roles.runtime import BackgroundWork, IdleClock, Stopper
+from worker.roles.resync import DisabledResync, ResyncHooks, ResyncPacing, ResyncRole
+from worker.roles.runtime import IdleClock, Stopper
 
 STATS_INTERVAL_MS = 5000
 
@@ -122,15 +128,64 @@ def ingest_loop(app: App, stopper: Stopper, idle: IdleClock) -> ConsumerLoop:
     consumer = _consumer(app, s.kafka.ingest_group, s.kafka.cdc_topic)
     producer = make_producer(s.kafka)
     dlq = DeadLetterPublisher(producer, s.kafka.ingest_group, s.kafka.dlq_suffix)
-    background = None
-    if app.client_source is not None and s.features.resync_enabled:
-        resync = Resynchronizer(app.store, app.client_source, app.new_batch, app.rule,
-                                s.salesforce.batch_size)
-        background = BackgroundWork(resync.run_once, s.retry, "resync")
-
-    return ConsumerLoop("ingest", consumer, processor.process, dlq, s.kafka, s.retry, stopper, idle, background,
+    return ConsumerLoop("ingest", consumer, processor.process, dlq, s.kafka, s.retry, stopper, idle,
                         on_batch=partial(app.metrics.ingest_batch, s.kafka.cdc_topic),
                         heartbeat=_heartbeat(app, "ingest"), on_retry=app.metrics.retried("ingest"))
+
+
+def resync_queue(app: App) -> PostgresResyncQueue:
+    return PostgresResyncQueue(app.pool)
+
+
+def resync_disabled_reason(settings: Settings, source: ClientSource | None) -> str | None:
+    if not settings.features.resync_enabled:
+        return "WORKER_FEATURES__RESYNC_ENABLED=false"
+    if source is None:
+        return "no Salesforce credentials (WORKER_SALESFORCE__AUTH=none)"
+    return None
+
+
+def resync_role(app: App, stopper: Stopper, idle: IdleClock) -> ResyncRole | DisabledResync:
+    """The resync role, or its disabled stand-in that says why (and /readyz reports it)."""
+    s = app.settings
+    queue = resync_queue(app)
+    why = resync_disabled_reason(s, app.client_source)
+    resync_metrics = ResyncMetrics(app.metrics.provider.get_meter("salesforce-cdc-worker.resync"))
+    if why is not None or app.client_source is None:
+        resync_metrics.enabled(False)
+        disabled = DisabledResync(why or "disabled", stopper, idle,
+                                  dirty=lambda: queue.status(s.resync.max_attempts, 0).backlog)
+        app.health.readiness("resync", disabled.ready)
+        return disabled
+    r = s.resync
+    policy = ResyncPolicy(batch_size=r.batch_size, lease_s=r.lease_s, max_attempts=r.max_attempts,
+                          backoff_s=r.backoff_s, failing_retry_s=r.failing_retry_s,
+                          conflict_retries=s.retry.conflict_retries)
+    source = app.client_source
+    resync = Resynchronizer(queue, source, app.new_batch, app.rule, worker_id=worker_id(s), policy=policy)
+    role = ResyncRole(
+        resync, stopper, idle,
+        ResyncPacing(poll_interval_s=r.poll_interval_s, scan_poll_s=r.scan_poll_s,
+                     initial_backoff_s=s.retry.initial_backoff_s, max_backoff_s=s.retry.max_backoff_s),
+        ResyncHooks(heartbeat=_heartbeat(app, "resync"), on_step=resync_metrics.step,
+                    status=lambda: queue.status(r.max_attempts, 0), on_status=resync_metrics.status,
+                    usage=source.usage, on_usage=resync_metrics.usage),
+    )
+    app.health.readiness("resync", role.ready)
+    return role
+
+
+def normalize_client_id(raw: str) -> str:
+    """An Account id typed by an operator, in its 18-character form; ValueError when it is not one."""
+    try:
+        return normalize_id(raw.strip())
+    except ChangeEventParseError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def worker_id(settings: Settings) -> str:
+    """Who holds a claim: the static-membership id when set (the pod name), else host and process."""
+    return settings.kafka.group_instance_id or f"{socket.gethostname()}:{os.getpid()}"
 
 
 def relay(app: App, stopper: Stopper, idle: IdleClock) -> OutboxRelay:

@@ -150,6 +150,19 @@ class FeatureFlags(_Section):
     resync_enabled: bool = True
 
 
+class ResyncSettings(_Section):
+    """The resync role: reads clients from Salesforce when CDC cannot be trusted for them."""
+
+    batch_size: int = Field(default=200, ge=1, le=2000, description="Clients read per sObject Collections call.")
+    lease_s: float = Field(default=120.0, gt=0, description="A claim expires after this (a dead worker's work).")
+    poll_interval_s: float = Field(default=1.0, gt=0, description="Wait between looks at an empty queue.")
+    max_attempts: int = Field(default=8, ge=1, description="Failed reads of a client before it shows as failing.")
+    backoff_s: float = Field(default=5.0, gt=0, description="First wait after a failed read; doubles each time.")
+    failing_retry_s: float = Field(default=3600.0, gt=0, description="Wait between reads of a failing client.")
+    scan_page_size: int = Field(default=2000, ge=1, le=100_000, description="Records per full-resync page.")
+    scan_poll_s: float = Field(default=2.0, gt=0, description="Wait between polls of a Bulk API query job.")
+
+
 class ObservabilitySettings(_Section):
     metrics_port: int = Field(default=9464, ge=0, le=65535, description="Prometheus /metrics; 0 turns it off.")
     health_port: int = Field(default=8080, ge=0, le=65535, description="/healthz and /readyz; 0 turns it off.")
@@ -178,6 +191,7 @@ class Settings(BaseSettings):
     retry: RetrySettings = RetrySettings()
     domain: DomainSettings = DomainSettings()
     features: FeatureFlags = FeatureFlags()
+    resync: ResyncSettings = ResyncSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     snapshot_interval: int = Field(default=100, ge=1, description="Take a snapshot every N events of a stream.")
     dlq_max_replays: int = Field(default=3, ge=1)

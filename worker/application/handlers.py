@@ -74,7 +74,8 @@ def resync_clients(cmd: ResyncClients, ctx: HandlerContext) -> int:
 
 
 def resync_all_clients(cmd: ResyncAllClients, ctx: HandlerContext) -> int:
-    ctx.batch.request_full_resync(cmd.reason)
+    key = f"{cmd.change.transaction_key}:{cmd.change.sequence_number}" if cmd.change else None
+    ctx.batch.request_full_resync(cmd.reason, key)
     return 0
 
 

@@ -51,14 +51,29 @@ class BatchChanges:
     events: list[StoredEvent] = field(default_factory=list)
     snapshots: list[Snapshot] = field(default_factory=list)
     resync_requested: dict[str, str] = field(default_factory=dict)
-    # client id -> the requested_at read with the request (None: unconditional); a request renewed since is kept.
-    resync_done: dict[str, Any] = field(default_factory=dict)
-    full_resync_requested: list[str] = field(default_factory=list)
+    # client id -> the generation of the claimed request: only that request is removed, a renewed one stays.
+    resync_done: dict[str, int] = field(default_factory=dict)
+    # (reason, source key): a request with the same key (a redelivered overflow) queues nothing new.
+    full_resync_requested: list[tuple[str, str | None]] = field(default_factory=list)
+    scan_progress: ScanProgress | None = None
 
     def __bool__(self) -> bool:
         return bool(
             self.events or self.snapshots or self.resync_requested or self.resync_done or self.full_resync_requested
+            or self.scan_progress
         )
+
+
+@dataclass(frozen=True)
+class ScanProgress:
+    """A full resync's page applied: written with the page's events, so a restart resumes after it."""
+
+    request_id: int
+    scan_id: str
+    after: str | None  # the cursor this page was read after (a guard against a scan taken over meanwhile)
+    cursor: str | None  # where the next page starts; None: the scan is complete
+    seen: list[str]
+    records: int
 
 
 class EventStore(Protocol):
@@ -75,18 +90,89 @@ class EventStore(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class ClaimedResync:
+    client_id: str
+    reason: str
+    generation: int
+    attempts: int
+
+
+@dataclass(frozen=True)
+class FullResync:
+    """A claimed full resync: ``scan_id`` and ``cursor`` say where a restarted one resumes."""
+
+    request_id: int
+    reason: str
+    scan_id: str | None
+    cursor: str | None
+    phase: str  # pending, scanning, sweeping
+    records: int
+
+
 class ResyncQueue(Protocol):
-    def pending_resyncs(self, limit: int) -> list[tuple[str, str, Any]]:
-        """(client id, reason, requested_at) of the oldest requests."""
+    """Clients waiting for a read from Salesforce. A request is claimed by one worker for a lease; completing
+    it (in the batch that applies the record) removes only the generation that was claimed."""
+
+    def claim_resyncs(self, worker: str, limit: int, lease_s: float) -> list[ClaimedResync]: ...
+
+    def release(self, client_ids: Collection[str], worker: str, retry_in_s: float = 0.0) -> None:
+        """Give claims back without counting an attempt (Salesforce unavailable, a record to read again)."""
         ...
 
-    def record_resync_failure(self, client_ids: Collection[str], error: str) -> None: ...
+    def record_failure(self, client_ids: Collection[str], worker: str, error: str, max_attempts: int,
+                       backoff_s: float, failing_retry_s: float) -> None:
+        """Count a failed attempt; the next one waits ``backoff_s`` (``failing_retry_s`` past ``max_attempts``)."""
+        ...
 
-    def pending_full_resync(self) -> tuple[int, str] | None: ...
+    def request(self, client_ids: Collection[str], reason: str) -> int:
+        """Queue reads of these clients (an operator's request); return how many were queued or renewed."""
+        ...
 
-    def complete_full_resync(self, request_id: int) -> None: ...
+    def request_full(self, reason: str, source_key: str | None) -> bool:
+        """Queue a full resync unless one is already pending; return whether one was queued."""
+        ...
 
-    def known_client_ids(self) -> list[str]: ...
+    def claim_full_resync(self, worker: str, lease_s: float) -> FullResync | None: ...
+
+    def start_scan(self, request_id: int, scan_id: str) -> None: ...
+
+    def unseen_clients(self, request_id: int, limit: int) -> list[str]:
+        """Clients of the event store that the scan did not see and that have no read queued yet."""
+        ...
+
+    def complete_full_resync(self, request_id: int) -> None:
+        """Mark this request (only this one) done."""
+        ...
+
+    def fail_full_resync(self, request_id: int, worker: str, error: str, retry_in_s: float,
+                         restart: bool) -> None:
+        """Release a full resync after a failure; ``restart`` drops its scan (a new one starts over)."""
+        ...
+
+    def seen_extra_fields(self) -> list[str]:
+        """Keys of clients' ``extra`` seen so far (Salesforce field names), so a resync reads them too."""
+        ...
+
+    def status(self, max_attempts: int, failing_limit: int) -> ResyncStatus: ...
+
+
+@dataclass(frozen=True)
+class FailingResync:
+    client_id: str
+    attempts: int
+    last_error: str | None
+    next_attempt_at: Any
+
+
+@dataclass(frozen=True)
+class ResyncStatus:
+    backlog: int
+    due: int
+    oldest_age_s: float | None
+    failing_count: int
+    failing: list[FailingResync]
+    full: list[dict[str, Any]]
 
 
 @dataclass(frozen=True)

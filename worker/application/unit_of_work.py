@@ -11,7 +11,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from worker.application.ports import BatchChanges, EventStore, LoadedStream, Snapshot, StoredEvent
+from worker.application.ports import BatchChanges, EventStore, LoadedStream, ScanProgress, Snapshot, StoredEvent
 from worker.application.upcasting import DEFAULT_UPCASTERS, Upcasters
 from worker.domain import ClientAggregate, ClientEvent, ClientMarkedForResync, ClientResynchronized
 from worker.domain.events import event_from_payload
@@ -120,17 +120,21 @@ class ClientBatch:
             count += 1
         return count
 
-    def request_full_resync(self, reason: str) -> None:
-        self._changes.full_resync_requested.append(reason)
+    def request_full_resync(self, reason: str, source_key: str | None = None) -> None:
+        self._changes.full_resync_requested.append((reason, source_key))
 
     def request_resync(self, client_id: str, reason: str) -> None:
         self._changes.resync_requested[client_id] = reason
         self._changes.resync_done.pop(client_id, None)
 
-    def resync_completed(self, client_id: str, requested_at: Any) -> None:
-        """Drop the request read at ``requested_at`` (a request renewed since stays queued)."""
+    def resync_completed(self, client_id: str, generation: int) -> None:
+        """Drop the request of this ``generation`` (one renewed since stays queued)."""
         if client_id not in self._changes.resync_requested:
-            self._changes.resync_done[client_id] = requested_at
+            self._changes.resync_done[client_id] = generation
+
+    def scan_progressed(self, progress: ScanProgress) -> None:
+        """A full resync's page: its cursor and the clients it saw commit with the page's events."""
+        self._changes.scan_progress = progress
 
     def changes(self) -> BatchChanges:
         return self._changes
@@ -146,7 +150,6 @@ class ClientBatch:
             self.request_resync(event.client_id, event.reason)
         elif isinstance(event, ClientResynchronized):
             self._changes.resync_requested.pop(event.client_id, None)
-            self._changes.resync_done.setdefault(event.client_id, None)
 
     def _rehydrate(self, client_id: str, stream: LoadedStream | None) -> ClientAggregate:
         if stream is None:

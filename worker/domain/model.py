@@ -3,7 +3,7 @@ rehydration and decision share one path. No I/O, no clock: time and ids come in 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from worker.domain.errors import DiffMismatch
@@ -107,10 +107,21 @@ class ClientAggregate:
         return [ClientMarkedForResync(self.client_id, reason, change)]
 
     def resynchronize(
-        self, details: ClientDetails | None, as_of_ms: int | None, deleted: bool, rule: StatusRule
+        self,
+        details: ClientDetails | None,
+        as_of_ms: int | None,
+        deleted: bool,
+        rule: StatusRule,
+        fetched: Collection[str] | None = None,
     ) -> list[ClientEvent]:
         """Apply the record as Salesforce has it now (None and deleted=True when it is gone). Salesforce is the
-        truth here, so no status-transition check."""
+        truth here, so no status-transition check. ``fetched`` names the attribute paths the read covered: those
+        are replaced, every other attribute is kept (None: the record is complete and replaces everything).
+        A record older than a change already applied is refused (see :meth:`fetched_before_last_change`)."""
+        if self.fetched_before_last_change(as_of_ms):
+            return []
+        if details is not None and fetched is not None and self.registered:
+            details = self.details.with_changes({path: details.get(path) for path in sorted(fetched)})
         status = rule.derive(details) if details is not None else self.status
         differences = self.details.diff(details) if details is not None else {}
         unchanged = (
@@ -122,6 +133,14 @@ class ClientAggregate:
         if unchanged and not self.needs_resync:
             return []
         return [ClientResynchronized(self.client_id, details, status, deleted, differences, as_of_ms)]
+
+    def fetched_before_last_change(self, as_of_ms: int | None) -> bool:
+        """True when a record read as of ``as_of_ms`` (its SystemModstamp) predates the last change applied
+        here: applying it would revert that change, so it must be read again. Both clocks have one-second
+        resolution; a record of the same second as the last change is taken as containing it."""
+        if as_of_ms is None or self.last_commit_ts_ms is None:
+            return False
+        return as_of_ms // 1000 < self.last_commit_ts_ms // 1000
 
     # -- guards ------------------------------------------------------------------------------------------------
 

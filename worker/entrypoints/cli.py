@@ -22,12 +22,13 @@ from worker.entrypoints.commands import (
     projections,
     query,
     replay,
+    resync,
     run,
     topics,
 )
 
 # Each module exposes `register(subparsers)`; the order is the order of `worker --help`.
-COMMAND_MODULES = (run, migrate, topics, cdc, dlq, offsets, replay, projections, query, lag, config)
+COMMAND_MODULES = (run, migrate, topics, cdc, dlq, resync, offsets, replay, projections, query, lag, config)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -99,31 +99,3 @@ def retry_transient(
         reraise=True,
     )
     return retrying(work)
-
-
-class BackgroundWork:
-    """Work done between batches (resyncs) that must never block the consumer: a transient failure (an open
-    circuit, Salesforce or the database down) only postpones the next try, with exponential backoff."""
-
-    def __init__(self, step: Callable[[], int], retry: RetrySettings, what: str) -> None:
-        self._step = step
-        self._retry = retry
-        self._what = what
-        self._failures = 0
-        self._next_at = 0.0
-
-    def __call__(self) -> int:
-        if time.monotonic() < self._next_at:
-            return 0
-        try:
-            done = self._step()
-        except Exception as exc:
-            if classify(exc) is not Kind.TRANSIENT:
-                raise
-            self._failures += 1
-            delay = min(self._retry.max_backoff_s, self._retry.initial_backoff_s * 2 ** min(self._failures, 16))
-            self._next_at = time.monotonic() + delay
-            log.warning("%s waits %.1fs after a transient failure: %s", self._what, delay, exc)
-            return 0
-        self._failures = 0
-        return done

@@ -128,6 +128,37 @@ def test_a_resync_that_finds_the_record_gone_marks_it_deleted() -> None:
     assert client.deleted and not client.needs_resync and client.details == ACME
 
 
+def test_a_resync_replaces_the_fields_it_fetched_and_keeps_the_others() -> None:
+    client = given(ClientRegistered(ID, ACME.with_changes({"extra.PersonName": {"FirstName": "Ada"}}),
+                                    ClientStatus.ACTIVE, ref("t0", 1000)),
+                   ClientMarkedForResync(ID, "gap", ref("g", 2000)))
+    fetched = ClientDetails(name="Acme", phone="42")  # read: name and phone only
+    events = decide(client, client.resynchronize(fetched, 3000, False, RULE, fetched={"name", "phone"}))
+    assert isinstance(events[0], ClientResynchronized) and events[0].differences == {"phone": (None, "42")}
+    assert client.status is ClientStatus.ACTIVE and client.details.active == "Yes"
+    assert client.details.extra == {"Region__c": "EU", "PersonName": {"FirstName": "Ada"}}
+
+
+def test_a_resync_where_salesforce_agrees_changes_nothing_and_where_it_differs_changes_it() -> None:
+    client = given(ClientRegistered(ID, ACME, ClientStatus.ACTIVE, ref("t0", 1000)))
+    everything = {"name", "type", "active", "extra.Region__c"}
+    assert client.resynchronize(ACME, 2000, False, RULE, fetched=everything) == []
+    moved = ACME.with_changes({"active": "No", "extra.Region__c": "US"})
+    events = decide(client, client.resynchronize(moved, 2000, False, RULE, fetched=everything))
+    assert events[0].differences == {"active": ("Yes", "No"), "extra.Region__c": ("EU", "US")}
+    assert client.status is ClientStatus.INACTIVE
+
+
+def test_a_record_read_before_the_last_applied_change_is_refused() -> None:
+    client = given(ClientRegistered(ID, ACME, ClientStatus.ACTIVE, ref("t0", 1000)),
+                   ClientMarkedForResync(ID, "gap", ref("g", 2000)),
+                   ClientResynchronized(ID, ACME, ClientStatus.ACTIVE, False, {}, 2000))
+    decide(client, client.change_details({"phone": "new"}, ref("c", 5000), RULE))
+    assert client.fetched_before_last_change(4000) and not client.fetched_before_last_change(5999)
+    assert client.resynchronize(ACME.with_changes({"phone": "old"}), 4000, False, RULE, fetched={"phone"}) == []
+    assert client.details.phone == "new"
+
+
 def test_delete_then_undelete_restores_the_full_record() -> None:
     client = registered()
     assert decide(client, client.delete(ref("d", 2000))) == [ClientDeleted(ID, ref("d", 2000))]

@@ -12,7 +12,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
 from worker.application.errors import ConcurrencyConflict
-from worker.application.ports import BatchChanges, LoadedStream, StoredEvent
+from worker.application.ports import BatchChanges, LoadedStream, ScanProgress, StoredEvent
 
 # Loading decides nothing with metadata: leaving it out halves what the sort moves (it spilled to disk).
 _LOAD = """
@@ -45,21 +45,28 @@ _INSERT_SNAPSHOT = (
 )
 _REQUEST_RESYNC = (
     "INSERT INTO resync_requests (client_id, reason) VALUES (%s, %s)"
-    " ON CONFLICT (client_id) DO UPDATE SET reason = EXCLUDED.reason, requested_at = now(), attempts = 0"
+    " ON CONFLICT (client_id) DO UPDATE SET reason = EXCLUDED.reason, requested_at = now(), attempts = 0,"
+    " last_error = NULL, generation = nextval('resync_generation'), next_attempt_at = now()"
 )
-_RESYNC_DONE = "DELETE FROM resync_requests WHERE client_id = %s AND (%s::timestamptz IS NULL OR requested_at <= %s)"
-_REQUEST_FULL_RESYNC = "INSERT INTO full_resync_requests (reason) VALUES (%s)"
-_PENDING_RESYNCS = (
-    "SELECT client_id, reason, requested_at FROM resync_requests ORDER BY attempts, requested_at LIMIT %s"
+# Only the claimed generation goes; a request renewed meanwhile stays, its claim released for the next read.
+_RESYNC_DONE = "DELETE FROM resync_requests WHERE client_id = %s AND generation = %s"
+_RESYNC_RENEWED = (
+    "UPDATE resync_requests SET claimed_by = NULL, claimed_until = NULL WHERE client_id = %s AND generation <> %s"
 )
-_RESYNC_FAILED = (
-    "UPDATE resync_requests SET attempts = attempts + 1, last_error = %s WHERE client_id = ANY(%s)"
+FULL_RESYNC_LOCK = "SELECT pg_advisory_xact_lock(7402113004)"
+REQUEST_FULL_RESYNC = (
+    "INSERT INTO full_resync_requests (reason, source_key) SELECT %s, %s"
+    " WHERE NOT EXISTS (SELECT 1 FROM full_resync_requests WHERE phase = 'pending')"
+    " ON CONFLICT (source_key) DO NOTHING"
 )
-_PENDING_FULL = (
-    "SELECT id, reason FROM full_resync_requests WHERE completed_at IS NULL ORDER BY id LIMIT 1"
+_SCAN_PROGRESS = (
+    "UPDATE full_resync_requests SET cursor = %(cursor)s, pages = pages + 1, records = records + %(records)s,"
+    " phase = CASE WHEN %(cursor)s::text IS NULL THEN 'sweeping' ELSE 'scanning' END"
+    " WHERE id = %(id)s AND scan_id = %(scan)s AND phase = 'scanning' AND cursor IS NOT DISTINCT FROM %(after)s"
 )
-_COMPLETE_FULL = "UPDATE full_resync_requests SET completed_at = now() WHERE completed_at IS NULL AND id <= %s"
-_KNOWN_IDS = "SELECT DISTINCT stream_id FROM events"
+_SCAN_SEEN = (
+    "INSERT INTO full_resync_seen (request_id, client_id) SELECT %s, unnest(%s::text[]) ON CONFLICT DO NOTHING"
+)
 _READ_ALL = (
     "SELECT stream_id, version, event_type, schema_version, payload, metadata, global_position FROM events"
     " WHERE global_position > %s ORDER BY global_position LIMIT %s"
@@ -149,9 +156,14 @@ class PostgresEventStore:
             if changes.resync_requested:
                 cur.executemany(_REQUEST_RESYNC, list(changes.resync_requested.items()))
             if changes.resync_done:
-                cur.executemany(_RESYNC_DONE, [(cid, at, at) for cid, at in changes.resync_done.items()])
-            for reason in changes.full_resync_requested:
-                cur.execute(_REQUEST_FULL_RESYNC, (reason,))
+                done = list(changes.resync_done.items())
+                cur.executemany(_RESYNC_DONE, done)
+                cur.executemany(_RESYNC_RENEWED, done)
+            if changes.full_resync_requested:
+                cur.execute(FULL_RESYNC_LOCK)
+                cur.executemany(REQUEST_FULL_RESYNC, changes.full_resync_requested)
+            if changes.scan_progress is not None:
+                _write_scan_progress(cur, changes.scan_progress)
 
     def read_all(self, after_position: int, limit: int) -> list[StoredEvent]:
         """Events of every stream in global order (rebuilds)."""
@@ -159,27 +171,14 @@ class PostgresEventStore:
             rows = conn.execute(_READ_ALL, (after_position, limit)).fetchall()
         return [StoredEvent(*row) for row in rows]
 
-    # ResyncQueue
-    def pending_resyncs(self, limit: int) -> list[tuple[str, str, Any]]:
-        with self._conn() as conn:
-            return [(r[0], r[1], r[2]) for r in conn.execute(_PENDING_RESYNCS, (limit,)).fetchall()]
 
-    def record_resync_failure(self, client_ids: Collection[str], error: str) -> None:
-        with self._conn() as conn:
-            conn.execute(_RESYNC_FAILED, (error[:2000], list(client_ids)))
-
-    def pending_full_resync(self) -> tuple[int, str] | None:
-        with self._conn() as conn:
-            row = conn.execute(_PENDING_FULL).fetchone()
-        return (row[0], row[1]) if row else None
-
-    def complete_full_resync(self, request_id: int) -> None:
-        with self._conn() as conn:
-            conn.execute(_COMPLETE_FULL, (request_id,))
-
-    def known_client_ids(self) -> list[str]:
-        with self._conn() as conn:
-            return [r[0] for r in conn.execute(_KNOWN_IDS).fetchall()]
+def _write_scan_progress(cur: Any, progress: ScanProgress) -> None:
+    cur.execute(_SCAN_PROGRESS, {"cursor": progress.cursor, "records": progress.records, "id": progress.request_id,
+                                 "scan": progress.scan_id, "after": progress.after})
+    if cur.rowcount != 1:  # another worker took this scan over (our lease ran out) or restarted it
+        raise ConcurrencyConflict(f"full resync {progress.request_id} moved on without us")
+    if progress.seen:
+        cur.execute(_SCAN_SEEN, (progress.request_id, progress.seen))
 
 
 def _json(value: Any) -> str:

@@ -1,4 +1,4 @@
-"""`worker run ingest|relay|projector|all [--exit-when-idle SECONDS]`."""
+"""`worker run ingest|resync|relay|projector|all [--exit-when-idle SECONDS]`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from worker.entrypoints.commands import CliError, add_connection_options, settin
 from worker.roles.runtime import IdleClock, Stopper
 
 log = logging.getLogger("worker.run")
-ROLES = ("ingest", "relay", "projector", "all")
+ROLES = ("ingest", "resync", "relay", "projector", "all")
+# `run all` starts them in this order; with --exit-when-idle each stops only after the one before it.
+PIPELINE = ROLES[:-1]
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,6 +42,10 @@ def _run(args: argparse.Namespace) -> int:
         raise CliError(f"cannot serve metrics on {obs.bind_address}:{obs.metrics_port}: {exc.strerror} "
                        "(set WORKER_OBSERVABILITY__METRICS_PORT, 0 turns it off)") from None
     app = bootstrap.bootstrap(settings, metrics=metrics)
+    disabled = bootstrap.resync_disabled_reason(settings, app.client_source)
+    if args.role == "resync" and disabled:
+        app.close()
+        raise CliError(f"worker run resync cannot read Salesforce: {disabled}")
     if obs.health_port:
         try:
             app.health.serve(obs.bind_address, obs.health_port)
@@ -51,10 +57,11 @@ def _run(args: argparse.Namespace) -> int:
     stopper.install()
     builders: dict[str, Callable[..., object]] = {
         "ingest": bootstrap.ingest_loop,
+        "resync": bootstrap.resync_role,
         "relay": bootstrap.relay,
         "projector": bootstrap.projector_loop,
     }
-    roles = [r for r in ("ingest", "relay", "projector") if args.role in (r, "all")]
+    roles = [r for r in PIPELINE if args.role in (r, "all")]
     try:
         if len(roles) == 1:
             loop = builders[roles[0]](app, stopper, IdleClock(args.exit_when_idle))
