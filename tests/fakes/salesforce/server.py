@@ -54,7 +54,8 @@ class FakeSalesforce:
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="fake-salesforce")
+        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True,
+                                        name="fake-salesforce")
 
     def __enter__(self) -> FakeSalesforce:
         self._thread.start()
