@@ -34,6 +34,7 @@ SYSTEM_FIELDS = frozenset({
     "CreatedDate", "CreatedById", "SystemModstamp", "LastViewedDate", "LastReferencedDate", "LastActivityDate",
     "PhotoUrl",
 })
+_ADDRESS_PREFIXES = ("Billing", "Shipping", "PersonMailing", "PersonOther", "Mailing", "Other")
 PERSON_NAME_PARTS = ("Salutation", "FirstName", "MiddleName", "LastName", "Suffix")
 
 
@@ -117,7 +118,8 @@ def _flat(field: str) -> str:
 
 
 def _compound(field: str) -> str:
-    """`BillingCity` -> `BillingAddress.City`; other fields unchanged."""
-    if field.startswith("Billing") and field[len("Billing"):] in _ADDRESS:
-        return f"BillingAddress.{field[len('Billing'):]}"
+    """`BillingCity` -> `BillingAddress.City` (any address compound: Shipping, PersonMailing...); others unchanged."""
+    for prefix in _ADDRESS_PREFIXES:
+        if field.startswith(prefix) and field[len(prefix):] in _ADDRESS:
+            return f"{prefix}Address.{field[len(prefix):]}"
     return field
