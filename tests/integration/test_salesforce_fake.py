@@ -216,3 +216,16 @@ def test_scripted_faults_html_503_slow_answers_and_down(fake: FakeSalesforce) ->
     assert client.get("limits").status_code == 503
     fake.up()
     assert client.get("limits").status_code == 200
+
+
+def test_pages_vary_in_size_and_honour_the_batch_size_header() -> None:
+    with FakeSalesforce(vary_pages=True) as fake:
+        fake.generate(3000)
+        client = Client(fake)
+        client.session.headers["Sforce-Query-Options"] = "batchSize=500"
+        page = client.get("query/", q="SELECT Id FROM Account").json()
+        sizes = [len(page["records"])]
+        while not page["done"]:
+            page = client.get(page["nextRecordsUrl"]).json()
+            sizes.append(len(page["records"]))
+        assert sum(sizes) == 3000 and max(sizes) <= 500 and len(set(sizes)) > 1
