@@ -115,6 +115,13 @@ class SalesforceSettings(_Section):
         default=None, description="Our Sforce-Call-Options client id; changes carrying it are echoes and dropped."
     )
     max_session_refreshes: int = Field(default=1, ge=0, le=5)
+    api_budget_share: float = Field(
+        default=0.5, gt=0, le=1, description="Share of the org's daily API requests we may use; past it we back off."
+    )
+    api_budget_recheck_s: float = Field(
+        default=300.0, gt=0, description="While over the budget share, one call per period rereads the usage."
+    )
+    bulk_page_size: int = Field(default=10_000, ge=1, le=1_000_000, description="Rows per Bulk 2.0 result page.")
 
 
 class RetrySettings(_Section):

@@ -24,7 +24,7 @@ A, B, C = "001000000000001AAA", "001000000000002AAA", "001000000000003AAA"
 
 @pytest.fixture
 def fake() -> Iterator[FakeSalesforce]:
-    with FakeSalesforce() as server:
+    with FakeSalesforce(page_size=2) as server:  # small pages, to page through three records
         server.add(A, Name="Acme", BillingCity="Paris")
         server.add(B, Name="Globex")
         server.add(C, Name="Initech", deleted=True)

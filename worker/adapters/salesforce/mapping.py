@@ -4,7 +4,7 @@ go nowhere."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from worker.application.commands import AddressData, ClientData
@@ -34,6 +34,7 @@ SYSTEM_FIELDS = frozenset({
     "CreatedDate", "CreatedById", "SystemModstamp", "LastViewedDate", "LastReferencedDate", "LastActivityDate",
     "PhotoUrl",
 })
+_ADDRESS_PREFIXES = ("Billing", "Shipping", "PersonMailing", "PersonOther", "Mailing", "Other")
 PERSON_NAME_PARTS = ("Salutation", "FirstName", "MiddleName", "LastName", "Suffix")
 
 
@@ -78,14 +79,47 @@ class FieldMapping:
         plain = {k: v for k, v in flat.items() if "." not in k}
         return ClientData(**plain, billing_address=AddressData(**address), extra=extra)
 
+    def rest_fields(self, person_names: bool = False) -> list[str]:
+        """The flat REST field names the mapping reads (`BillingCity` for `BillingAddress.City`), Name first;
+        with ``person_names`` the person-account name parts too."""
+        names = ["Name", *(_flat(field) for field in self._map if field != "Name")]
+        if person_names:
+            names += PERSON_NAME_PARTS
+        return list(dict.fromkeys(names))
+
+    def covered_attributes(self, rest_fields: Iterable[str]) -> frozenset[str]:
+        """The client attribute paths a read of these flat REST fields covers (name parts: `extra.PersonName`)."""
+        covered = set()
+        for name in rest_fields:
+            if name in PERSON_NAME_PARTS:
+                covered.add("extra.PersonName")
+                continue
+            attribute = self.attribute(_compound(name))
+            if attribute is not None:
+                covered.add(attribute)
+        return frozenset(covered)
+
     def record_to_client_data(self, record: Mapping[str, Any]) -> ClientData:
         """A Salesforce REST record (flat `BillingStreet`, … fields) as client data, for resyncs."""
         values: dict[str, Any] = {}
         for field, value in record.items():
-            if field.startswith("Billing") and field[len("Billing"):] in _ADDRESS:
-                values[f"BillingAddress.{field[len('Billing'):]}"] = value
-            elif isinstance(value, dict) and field.endswith("Address"):
+            if isinstance(value, dict) and field.endswith("Address"):
                 continue  # compound read-only twin of flat fields (ShippingAddress): kept via the flat ones
-            else:
-                values[field] = value
+            values[_compound(field)] = value
         return self.client_data(values)
+
+
+def _flat(field: str) -> str:
+    """`BillingAddress.City` -> `BillingCity` (the REST and SOQL name of a compound part); others unchanged."""
+    compound, _, part = field.partition(".")
+    if part and compound.endswith("Address"):
+        return compound[: -len("Address")] + part
+    return part if compound == "Name" and part else field
+
+
+def _compound(field: str) -> str:
+    """`BillingCity` -> `BillingAddress.City` (any address compound: Shipping, PersonMailing...); others unchanged."""
+    for prefix in _ADDRESS_PREFIXES:
+        if field.startswith(prefix) and field[len(prefix):] in _ADDRESS:
+            return f"{prefix}Address.{field[len(prefix):]}"
+    return field
