@@ -41,13 +41,20 @@ def register_client(cmd: RegisterClient, ctx: HandlerContext) -> int:
 def change_client_details(cmd: ChangeClientDetails, ctx: HandlerContext) -> int:
     client = ctx.batch.get(cmd.client_id)
     diffs = {path: TextDiff(patch) for path, patch in cmd.diffs.items()}
-    events = client.change_details(cmd.changes, to_ref(cmd.client_id, cmd.change), ctx.rule, diffs)
+    ref = to_ref(cmd.client_id, cmd.change)
+    held_back = client.holds_back(ref)
+    events = client.change_details(cmd.changes, ref, ctx.rule, diffs)
+    if held_back:
+        _renew_resync(ctx, cmd.client_id)
     return ctx.batch.record(client, events, event_metadata(cmd, cmd.change))
 
 
 def delete_client(cmd: DeleteClient, ctx: HandlerContext) -> int:
     client = ctx.batch.get(cmd.client_id)
-    events = client.delete(to_ref(cmd.client_id, cmd.change))
+    ref = to_ref(cmd.client_id, cmd.change)
+    if client.holds_back(ref):
+        _renew_resync(ctx, cmd.client_id)
+    events = client.delete(ref)
     return ctx.batch.record(client, events, event_metadata(cmd, cmd.change))
 
 
@@ -55,6 +62,12 @@ def restore_client(cmd: RestoreClient, ctx: HandlerContext) -> int:
     client = ctx.batch.get(cmd.client_id)
     events = client.restore(to_details(cmd.data), to_ref(cmd.client_id, cmd.change), ctx.rule)
     return ctx.batch.record(client, events, event_metadata(cmd, cmd.change))
+
+
+def _renew_resync(ctx: HandlerContext, client_id: str) -> None:
+    """A change held back by a client waiting for its resync: a read already under way may predate it, so the
+    request is renewed (a new generation), and the client is read again after that read completes."""
+    ctx.batch.request_resync(client_id, "a change arrived while the client waited for a resync")
 
 
 def mark_client_for_resync(cmd: MarkClientForResync, ctx: HandlerContext) -> int:

@@ -121,7 +121,12 @@ class ClientAggregate:
         if self.fetched_before_last_change(as_of_ms):
             return []
         if details is not None and fetched is not None and self.registered:
-            details = self.details.with_changes({path: details.get(path) for path in sorted(fetched)})
+            read = {path: details.get(path) for path in sorted(fetched)}
+            # an extra field read as null that was never set here stays absent (no key appears from nowhere)
+            details = self.details.with_changes({
+                path: value for path, value in read.items()
+                if value is not None or not path.startswith("extra.") or path[6:] in self.details.extra
+            })
         status = rule.derive(details) if details is not None else self.status
         differences = self.details.diff(details) if details is not None else {}
         unchanged = (
@@ -133,6 +138,11 @@ class ClientAggregate:
         if unchanged and not self.needs_resync:
             return []
         return [ClientResynchronized(self.client_id, details, status, deleted, differences, as_of_ms)]
+
+    def holds_back(self, change: ChangeRef) -> bool:
+        """True when ``change`` is new but waits for a resync (the client is dirty): the read that clears the
+        flag must not predate it."""
+        return self.needs_resync and not self.deleted and not self._already_seen(change)
 
     def fetched_before_last_change(self, as_of_ms: int | None) -> bool:
         """True when a record read as of ``as_of_ms`` (its SystemModstamp) predates the last change applied

@@ -118,6 +118,16 @@ class FakeSalesforce:
         with self._lock:
             self._revoked |= self._seen_tokens
 
+    def revoke(self, *tokens: str) -> None:
+        """These session ids (e.g. one configured with auth=session) answer 401 INVALID_SESSION_ID."""
+        with self._lock:
+            self._revoked.update(tokens)
+
+    def accept_sessions(self) -> None:
+        """Revoked session ids work again (an operator fixed the credentials)."""
+        with self._lock:
+            self._revoked.clear()
+
     def refuse_logins(self, refuse: bool = True) -> None:
         self._refuse_logins = refuse
 

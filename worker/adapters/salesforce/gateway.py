@@ -3,7 +3,7 @@ those the org lacks, turned into client data by the ACL; full scans through Bulk
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from worker.adapters.salesforce.api import SalesforceApi
@@ -53,13 +53,6 @@ class SalesforceClientSource:
     def usage(self) -> ApiUsage | None:
         usage = self._api.usage
         return ApiUsage(usage.used, usage.limit) if usage is not None else None
-
-    def iter_all_clients(self) -> Iterator[FetchedClient]:
-        """Every Account through REST queryAll pages (the full resync's path until it moves to scans)."""
-        fields = self.fields()
-        covered = self._mapping.covered_attributes(fields)
-        for record in self._api.iter_all_accounts(fields):
-            yield self._to_client(record, str(record["Id"]), covered)
 
     def fields(self, extra_fields: Collection[str] = ()) -> list[str]:
         """What a read selects: the system fields, the mapping's, then ``extra_fields``, each only if the org's

@@ -32,7 +32,7 @@ DEFAULT_MAPPING: dict[str, str] = {
 SYSTEM_FIELDS = frozenset({
     "Id", "IsDeleted", "ReplayId", "_ObjectType", "_EventType", "attributes", "LastModifiedDate", "LastModifiedById",
     "CreatedDate", "CreatedById", "SystemModstamp", "LastViewedDate", "LastReferencedDate", "LastActivityDate",
-    "PhotoUrl",
+    "PhotoUrl", "MasterRecordId", "IsPersonAccount",
 })
 _ADDRESS_PREFIXES = ("Billing", "Shipping", "PersonMailing", "PersonOther", "Mailing", "Other")
 PERSON_NAME_PARTS = ("Salutation", "FirstName", "MiddleName", "LastName", "Suffix")
