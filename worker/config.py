@@ -153,7 +153,6 @@ class DomainSettings(_Section):
 
 class FeatureFlags(_Section):
     echo_suppression: bool = True
-    skip_other_entities: bool = True
     resync_enabled: bool = True
 
 

@@ -1,4 +1,5 @@
-"""The import rule of DESIGN §2, enforced on the source: data moves forward only."""
+"""The import rule, enforced on the source: data moves forward only (domain <- application <- adapters <-
+bootstrap <- CLI; see docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,12 +55,10 @@ class ProjectorProcessor:
         codec: ClientEventCodec,
         models: PostgresReadModels,
         upcasters: Upcasters = DEFAULT_UPCASTERS,
-        on_gap: Callable[[ProjectedEvent, int], None] | None = None,
     ) -> None:
         self._codec = codec
         self._models = models
         self._upcasters = upcasters
-        self._on_gap = on_gap
 
     def process(self, messages: Sequence[KafkaMessage]) -> ProjectionOutcome:
         outcome = ProjectionOutcome()
@@ -91,8 +89,6 @@ class ProjectorProcessor:
                     gap = VersionGap(f"{event.client_id}: projected v{have}, got v{event.version} ({event.event_type})")
                     log.error("%s: version gap: %s", where(message), gap)
                     outcome.dead_letters.append(DeadLetter(message, Stage.PROJECT, gap))
-                    if self._on_gap:
-                        self._on_gap(event, have)
             session.save([rows[cid] for cid in sorted(changed)], history)
         outcome.applied = outcome.verdicts[Verdict.APPLIED.value]
         return outcome

@@ -1,5 +1,6 @@
 """PostgreSQL event store: bulk load (latest snapshot + later events), one-transaction batch commit
-(events and outbox by COPY, snapshots, resync queue), optimistic concurrency on (stream_id, version)."""
+(events by COPY, outbox rows copied from them server-side, snapshots, resync queue), optimistic concurrency on
+(stream_id, version)."""
 
 from __future__ import annotations
 
@@ -130,7 +131,7 @@ class PostgresEventStore:
         return {stream_id: int(version) for stream_id, version in rows}
 
     def commit(self, changes: BatchChanges) -> None:
-        """Step 3 of the ingest cycle: events + outbox + snapshots + resync queue, atomically."""
+        """One consumed batch's writes: events + outbox + snapshots + resync queue, atomically."""
         if not changes:
             return
         try:
