@@ -15,10 +15,9 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from worker.adapters.avro import ClientEventCodec
 from worker.adapters.kafka.dlq import DeadLetter, Stage
 from worker.adapters.kafka.types import KafkaMessage, header_dict, where
-from worker.adapters.postgres.read_models import PostgresReadModels
+from worker.application.ports import EventDecoder, ReadModels
 from worker.application.projection import ProjectedEvent, Verdict, VersionGap, project
 from worker.application.upcasting import DEFAULT_UPCASTERS, Upcasters
 
@@ -37,7 +36,7 @@ class UndecodableEvent(Exception):
     """A `client.events` record without the headers or bytes its writer schema needs."""
 
 
-def decode_event(message: KafkaMessage, codec: ClientEventCodec, upcasters: Upcasters) -> ProjectedEvent:
+def decode_event(message: KafkaMessage, codec: EventDecoder, upcasters: Upcasters) -> ProjectedEvent:
     headers = header_dict(message)
     try:
         event_type = headers["event_type"].decode()
@@ -52,8 +51,8 @@ def decode_event(message: KafkaMessage, codec: ClientEventCodec, upcasters: Upca
 class ProjectorProcessor:
     def __init__(
         self,
-        codec: ClientEventCodec,
-        models: PostgresReadModels,
+        codec: EventDecoder,
+        models: ReadModels,
         upcasters: Upcasters = DEFAULT_UPCASTERS,
     ) -> None:
         self._codec = codec
