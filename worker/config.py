@@ -291,14 +291,6 @@ def missing_credentials(salesforce: SalesforceSettings) -> str | None:
     return f"invalid setting WORKER_SALESFORCE__AUTH: {salesforce.auth.value} needs {names}"
 
 
-def settings_warnings(settings: Settings) -> list[str]:
-    """What is allowed but probably not meant; the role it concerns logs it when it starts."""
-    warnings = []
-    if settings.features.resync_enabled and settings.salesforce.auth is SalesforceAuth.NONE:
-        warnings.append("resyncs are enabled but WORKER_SALESFORCE__AUTH=none: clients marked for resync wait "
-                        "until Salesforce credentials are configured")
-    return warnings
-
 
 def masked(settings: Settings) -> dict[str, Any]:
     """The effective settings as plain data, secrets masked."""

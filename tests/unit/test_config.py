@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from worker.config import SettingsError, load_settings, settings_warnings, unknown_variables
+from worker.bootstrap import resync_disabled_reason
+from worker.config import SettingsError, load_settings, unknown_variables
 
 
 def fails_with(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> str:
@@ -61,12 +62,10 @@ def test_an_auth_mode_with_its_credentials_loads(monkeypatch: pytest.MonkeyPatch
     assert load_settings().salesforce.auth.value == "session"
 
 
-def test_resync_without_salesforce_credentials_is_a_warning_not_an_error() -> None:
-    settings = load_settings()  # the defaults: resync enabled, auth none
+def test_resync_without_salesforce_credentials_loads_and_the_resync_role_says_why_it_is_off() -> None:
+    settings = load_settings()  # the defaults: resync enabled, auth none: allowed, not an error
     assert settings.salesforce.auth.value == "none" and settings.features.resync_enabled
-    assert [w.split(":")[0] for w in settings_warnings(settings)] == [
-        "resyncs are enabled but WORKER_SALESFORCE__AUTH=none"]
-    assert settings_warnings(load_settings(features={"resync_enabled": False})) == []
+    assert resync_disabled_reason(settings, None) == "no Salesforce credentials (WORKER_SALESFORCE__AUTH=none)"
 
 
 def test_a_batch_size_beyond_the_limit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
