@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from worker import __version__
-from worker.bootstrap import Operations
+from worker.bootstrap_operations import Operations
 from worker.config import SettingsError
 from worker.entrypoints.commands import (
     CliError,

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.adapters.salesforce.errors import ChangeEventParseError
-from worker.bootstrap import Operations
+from worker.bootstrap_operations import Operations
 from worker.entrypoints.commands import (
     EXIT_ERROR,
     CliError,

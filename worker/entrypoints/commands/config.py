@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from worker.bootstrap import Operations
+from worker.bootstrap_operations import Operations
 from worker.config import masked
 from worker.entrypoints.commands import print_json
 

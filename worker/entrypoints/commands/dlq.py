@@ -19,7 +19,7 @@ from worker.adapters.kafka.dlq import (
     H_STACKTRACE,
     H_WORKER_VERSION,
 )
-from worker.bootstrap import Operations
+from worker.bootstrap_operations import Operations
 from worker.entrypoints.commands import (
     EXIT_ERROR,
     CliError,

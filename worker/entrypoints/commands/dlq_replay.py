@@ -13,7 +13,7 @@ import sys
 from collections import Counter
 from typing import Any
 
-from worker.bootstrap import Operations
+from worker.bootstrap_operations import Operations
 from worker.entrypoints.commands import EXIT_ERROR, EXIT_USAGE, CliError, print_json, print_table
 from worker.entrypoints.commands.dlq_select import records_of
 

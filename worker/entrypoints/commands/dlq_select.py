@@ -7,7 +7,7 @@ from typing import Any
 
 from worker.adapters.kafka.dlq_reader import DeadLetterFilter
 from worker.adapters.kafka.reset_plan import parse_time
-from worker.bootstrap import Operations
+from worker.bootstrap_operations import Operations
 from worker.entrypoints.commands import EXIT_USAGE, CliError
 
 

@@ -7,7 +7,7 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.bootstrap import Operations
+from worker.bootstrap_operations import Operations
 from worker.entrypoints.commands import add_connection_options, print_json, print_table
 
 

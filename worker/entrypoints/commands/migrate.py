@@ -6,7 +6,7 @@ import argparse
 
 import psycopg
 
-from worker.bootstrap import Operations
+from worker.bootstrap_operations import Operations
 from worker.entrypoints.commands import CliError, add_connection_options, print_json
 
 

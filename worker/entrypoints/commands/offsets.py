@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from worker.adapters.kafka.reset_plan import NoCommittedOffset, ResetSpec, parse_duration, parse_time, plan
-from worker.bootstrap import Operations
+from worker.bootstrap_operations import Operations
 from worker.config import KafkaSettings
 from worker.entrypoints.commands import (
     EXIT_REFUSED,

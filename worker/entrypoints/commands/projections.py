@@ -6,7 +6,7 @@ import argparse
 import sys
 import time
 
-from worker.bootstrap import Operations
+from worker.bootstrap_operations import Operations
 from worker.entrypoints.commands import (
     EXIT_REFUSED,
     CliError,

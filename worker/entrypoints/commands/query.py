@@ -15,7 +15,7 @@ from worker.application.queries import (
     GetClient,
     ListClients,
 )
-from worker.bootstrap import Operations
+from worker.bootstrap_operations import Operations
 from worker.entrypoints.commands import (
     EXIT_USAGE,
     CliError,

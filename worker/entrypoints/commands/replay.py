@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from worker.bootstrap import Operations
+from worker.bootstrap_operations import Operations
 from worker.entrypoints.commands.offsets import _print_plan, add_reset_arguments, reset_group
 
 

@@ -9,7 +9,7 @@ import argparse
 import getpass
 from typing import Any
 
-from worker.bootstrap import Operations
+from worker.bootstrap_operations import Operations
 from worker.entrypoints.commands import (
     EXIT_USAGE,
     CliError,

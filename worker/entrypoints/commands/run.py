@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 
 from worker import bootstrap, logs
-from worker.bootstrap import Operations
+from worker.bootstrap_operations import Operations
 from worker.entrypoints.commands import CliError, add_connection_options
 from worker.roles.runtime import IdleClock, Stopper
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
-from worker.bootstrap import Operations
+from worker.bootstrap_operations import Operations
 from worker.entrypoints.commands import (
     EXIT_ERROR,
     add_connection_options,
