@@ -48,8 +48,10 @@ typecheck: install  ## mypy (strict on worker/domain and worker/application)
 
 # with-stack.sh uses KAFKA_BOOTSTRAP_SERVERS/DATABASE_URL when both are set; otherwise it starts the stack, runs
 # pytest, and stops what it started, also when the tests fail. pytest's exit code is kept.
-test: install lint typecheck  ## the test suite: unit, integration, e2e (starts the stack when needed)
-	$(WITH_STACK) $(VENV)/bin/pytest tests/unit tests/integration tests/e2e
+# STACK=containers: testcontainers' Kafka and PostgreSQL instead (Docker needed; tests/stack_select.py chooses).
+TEST_STACK = $(if $(filter containers,$(STACK)),STACK=containers $(PY) -m tests.stack_select,$(WITH_STACK))
+test: install lint typecheck  ## the test suite: unit, integration, e2e (starts the stack when needed; STACK=containers)
+	$(TEST_STACK) $(VENV)/bin/pytest tests/unit tests/integration tests/e2e
 
 unit: install  ## unit tests only (no servers)
 	$(VENV)/bin/pytest tests/unit

@@ -1,4 +1,5 @@
-"""The one composition root: the only module that names concrete adapters. Tests call it with fakes."""
+"""The composition root: with `bootstrap_operations` (what the operator commands use), the only place that names
+concrete adapters. `bootstrap()` builds what the roles run on (`worker run`). Tests call it with fakes."""
 
 from __future__ import annotations
 
@@ -247,3 +248,4 @@ def _heartbeat(app: App, role: str) -> Callable[[], None]:
     beat = Heartbeat(app.settings.kafka.max_poll_interval_ms / 1000)
     app.health.liveness(role, beat.check)
     return beat.beat
+

@@ -5,7 +5,10 @@ Nothing here reads the environment at import time: call :func:`load_settings`.
 
 from __future__ import annotations
 
+import difflib
+import os
 import re
+from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
@@ -153,7 +156,6 @@ class DomainSettings(_Section):
 
 class FeatureFlags(_Section):
     echo_suppression: bool = True
-    skip_other_entities: bool = True
     resync_enabled: bool = True
 
 
@@ -210,15 +212,84 @@ class Settings(BaseSettings):
 _SECRET_HINT = re.compile("PASSWORD|SECRET|TOKEN|SESSION_ID|URL|KEY")
 
 
+ENV_PREFIX = "WORKER_"
+
+# What each Salesforce auth mode cannot log in without (the fields, as WORKER_SALESFORCE__<NAME>).
+AUTH_NEEDS: dict[SalesforceAuth, tuple[str, ...]] = {
+    SalesforceAuth.PASSWORD: ("username", "password"),
+    SalesforceAuth.CLIENT_CREDENTIALS: ("consumer_key", "consumer_secret"),
+    SalesforceAuth.JWT: ("username", "consumer_key", "private_key_file"),
+    SalesforceAuth.SESSION: ("session_id", "instance_url"),
+    SalesforceAuth.NONE: (),
+}
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Read the settings; raise :class:`SettingsError` with one line naming the bad setting."""
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        raise SettingsError(unknown[0])
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = "__".join(str(part) for part in first["loc"]).upper()
         shown = "" if _SECRET_HINT.search(where) else f" (got {first.get('input')!r})"
         raise SettingsError(f"invalid setting WORKER_{where}: {first['msg']}{shown}") from None
+    missing = missing_credentials(settings.salesforce)
+    if missing:
+        raise SettingsError(missing)
+    return settings
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One line per ``WORKER_*`` variable that names no setting (a typo would otherwise be silently ignored)."""
+    known = _setting_names()
+    problems = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or _names_a_setting(upper[len(ENV_PREFIX):].lower().split("__")):
+            continue
+        close = difflib.get_close_matches(upper, known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else " (`worker config show` lists the settings)"
+        problems.append(f"unknown setting {name}{hint}")
+    return problems
+
+
+def _names_a_setting(parts: list[str]) -> bool:
+    """WORKER_FIELD, WORKER_SECTION (as JSON) or WORKER_SECTION__FIELD; below a dict field, any key."""
+    model: type[BaseModel] = Settings
+    for i, part in enumerate(parts):
+        field = model.model_fields.get(part)
+        if field is None:
+            return False
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model = annotation
+            continue
+        return i == len(parts) - 1 or getattr(annotation, "__origin__", None) is dict
+    return True
+
+
+def _setting_names() -> list[str]:
+    names = []
+    for name, field in Settings.model_fields.items():
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            names += [f"{ENV_PREFIX}{name}__{sub}".upper() for sub in section.model_fields]
+        else:
+            names.append(f"{ENV_PREFIX}{name}".upper())
+    return names
+
+
+def missing_credentials(salesforce: SalesforceSettings) -> str | None:
+    """One line when the auth mode lacks what it logs in with, else None."""
+    lacking = [name for name in AUTH_NEEDS[salesforce.auth] if not getattr(salesforce, name)]
+    if not lacking:
+        return None
+    names = " and ".join(f"WORKER_SALESFORCE__{name.upper()}" for name in lacking)
+    return f"invalid setting WORKER_SALESFORCE__AUTH: {salesforce.auth.value} needs {names}"
+
 
 
 def masked(settings: Settings) -> dict[str, Any]:

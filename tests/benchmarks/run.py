@@ -11,7 +11,7 @@ Needs KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (a role that may CREATE DATABASE)
    measured ingest rate while ingest + relay + projector run together; sampled clients' read-model versions are
    polled every 10 ms; latency = first poll that shows the version a message produced - its Kafka timestamp.
    The median per hop (ingest commit, relay publish, projector transaction, poll) comes from the database's
-   recorded_at / published_at / projected_at of each sampled client's last change.
+   recorded_at / projected_at of each sampled client's last change.
 4. Aggregate load time of a 10 000-event stream, with snapshots every 100 events and with none.
 5. The same workload at BENCH_SCALE x N (5; 1 skips it): raw, ingest, relay, projector, database size.
 
@@ -390,7 +390,7 @@ def throughput_pass(res: Resources, label: str, n: int, *, naive: bool) -> dict[
         "messages_produced": produced,
         "messages_ingested": stages["ingest"]["items"],
         "events": events,
-        "outbox_unpublished": int(scalar(dsn, "SELECT count(*) FROM outbox WHERE published_at IS NULL")),
+        "outbox_unpublished": int(scalar(dsn, "SELECT count(*) FROM outbox")),
         "events_published": stages["relay"]["items"],
         "events_projected": stages["projector"]["events"],
         "clients_in_read_model": int(scalar(dsn, "SELECT count(*) FROM client_summary")),
@@ -494,26 +494,22 @@ def hop_breakdown(dsn: str, sample: list[str], produced: dict[tuple[int, int], f
                   poller: VersionPoller) -> dict[str, float]:
     """Where the time goes, for each sampled client's last change: the database's own clocks between the produce
     time and the poll that saw it (events.recorded_at, client_summary.projected_at: each its transaction's start;
-    outbox.published_at too while the relay keeps published rows, else relay and projector are one hop)."""
+    the relay deletes what it published, so relay and projector are one hop)."""
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
             "SELECT s.client_id, s.version, (e.metadata->>'source_partition')::int,"
             " (e.metadata->>'source_offset')::bigint, extract(epoch FROM e.recorded_at)::float8,"
-            " extract(epoch FROM o.published_at)::float8, extract(epoch FROM s.projected_at)::float8"
+            " extract(epoch FROM s.projected_at)::float8"
             " FROM client_summary s JOIN events e ON e.stream_id = s.client_id AND e.version = s.version"
-            " LEFT JOIN outbox o ON o.event_id = e.event_id WHERE s.client_id = ANY(%s)", (sample,)).fetchall()
+            " WHERE s.client_id = ANY(%s)", (sample,)).fetchall()
     spans: dict[str, list[float]] = {}
-    for cid, version, partition, offset, recorded, published, projected in rows:
+    for cid, version, partition, offset, recorded, projected in rows:
         at_produce = produced.get((partition, offset))
         seen = poller.visible_at(cid, version)
         if at_produce is None or seen is None:
             continue
         spans.setdefault("produce -> ingest tx", []).append(recorded - at_produce)
-        if published is not None:
-            spans.setdefault("-> relay published", []).append(published - recorded)
-            spans.setdefault("-> projector tx", []).append(projected - published)
-        else:
-            spans.setdefault("-> relay + projector tx", []).append(projected - recorded)
+        spans.setdefault("-> relay + projector tx", []).append(projected - recorded)
         spans.setdefault("-> seen by poll", []).append(seen - projected)
     return {k: statistics.median(v) for k, v in spans.items()}
 

@@ -104,7 +104,8 @@ class RegisterClient(Command):
 
 class ChangeClientDetails(Command):
     """A partial update: ``changes`` maps attribute path -> new value (None = set to null);
-    ``diffs`` maps attribute path -> unified diff of a long text (see salesforce-cdc.md §1.4)."""
+    ``diffs`` maps attribute path -> unified diff of a long text (Salesforce sends
+    a diff instead of the whole value for large text fields in `diffFields`)."""
 
     kind: Literal["ChangeClientDetails"] = "ChangeClientDetails"
     client_id: ClientId
@@ -151,13 +152,3 @@ class ResyncAllClients(Command):
     reason: str
     change: ChangeMetadata | None = None
 
-
-AnyCommand = (
-    RegisterClient
-    | ChangeClientDetails
-    | DeleteClient
-    | RestoreClient
-    | MarkClientForResync
-    | ResyncClients
-    | ResyncAllClients
-)

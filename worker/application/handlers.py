@@ -124,7 +124,8 @@ def to_address(data: AddressData) -> Address:
 
 
 def event_metadata(cmd: Command, change: ChangeMetadata | None) -> dict[str, Any]:
-    """DESIGN §4: correlation (root) and causation (parent) ids, Kafka coordinates, Salesforce identity."""
+    """Every stored event's metadata: correlation (root) and causation (parent) ids, Kafka coordinates,
+    Salesforce identity (see docs/architecture.md)."""
     meta: dict[str, Any] = {"command": type(cmd).__name__}
     if change is not None:
         meta.update(

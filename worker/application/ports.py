@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,6 +35,8 @@ class LoadedStream:
     snapshot: Mapping[str, Any] | None
     snapshot_version: int
     events: Sequence[StoredEvent]
+    # the snapshot's schema version as the store read it (None: no snapshot, or a store that does not say)
+    snapshot_schema_version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -232,3 +235,33 @@ class ClientSource(Protocol):
     def usage(self) -> ApiUsage | None:
         """The API usage last reported by Salesforce, None before any call."""
         ...
+
+
+class EventLog(Protocol):
+    """Every stream's events in global order: what a rebuild of the read models replays."""
+
+    def read_all(self, after_position: int, limit: int) -> list[StoredEvent]:
+        """Up to ``limit`` events whose global position is after ``after_position``, in that order."""
+        ...
+
+
+class ReadModelSession(Protocol):
+    """One transaction on the read models."""
+
+    def load(self, client_ids: Collection[str]) -> dict[str, dict[str, Any]]: ...
+
+    def save(self, rows: Sequence[dict[str, Any]], history: Sequence[dict[str, Any]]) -> None: ...
+
+
+class ReadModels(Protocol):
+    """The projector's tables."""
+
+    def session(self) -> AbstractContextManager[ReadModelSession]: ...
+
+    def truncate(self) -> None: ...
+
+
+class EventDecoder(Protocol):
+    """Bytes of a `client.events` record -> the event as a record, by its writer schema."""
+
+    def decode(self, value: bytes, event_type: str, schema_version: int) -> dict[str, Any]: ...

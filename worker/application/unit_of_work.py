@@ -155,6 +155,7 @@ class ClientBatch:
         if stream is None:
             return ClientAggregate.new(client_id)
         if stream.snapshot is not None:
+            _readable(stream)
             client = ClientAggregate.from_snapshot(stream.snapshot)
             self.snapshot_hits += 1
         else:
@@ -164,3 +165,17 @@ class ClientBatch:
             client.apply(event_from_payload(stored.event_type, payload, stored.stream_id))
             self.events_replayed += 1
         return client
+
+
+class UnreadableSnapshot(RuntimeError):
+    """The store handed over a snapshot of a schema version this worker does not read."""
+
+
+def _readable(stream: LoadedStream) -> None:
+    """A snapshot of another schema version must not be read as this one. Its stream's earlier events were not
+    loaded with it, so it cannot be skipped here either: the store must leave such snapshots out (the PostgreSQL
+    store reads only ``SNAPSHOT_SCHEMA_VERSION``) and hand over the whole stream instead."""
+    version = stream.snapshot_schema_version
+    if version is not None and version != SNAPSHOT_SCHEMA_VERSION:
+        raise UnreadableSnapshot(f"{stream.stream_id}: snapshot v{stream.snapshot_version} has schema version "
+                                 f"{version}; this worker reads {SNAPSHOT_SCHEMA_VERSION}")

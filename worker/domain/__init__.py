@@ -14,7 +14,7 @@ from worker.domain.events import (
     event_from_payload,
 )
 from worker.domain.model import ClientAggregate
-from worker.domain.services import ClientDomainService, ResyncPlan
+from worker.domain.services import ClientDomainService
 from worker.domain.values import Address, ChangeRef, ClientDetails, ClientStatus, StatusRule, TextDiff
 
 __all__ = [
@@ -36,7 +36,6 @@ __all__ = [
     "DiffMismatch",
     "DomainError",
     "ForbiddenStatusTransition",
-    "ResyncPlan",
     "StatusRule",
     "TextDiff",
     "UnknownAttribute",

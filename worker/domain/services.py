@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from worker.domain.errors import ForbiddenStatusTransition
@@ -12,12 +10,6 @@ from worker.domain.values import ChangeRef, ClientDetails, ClientStatus, StatusR
 
 if TYPE_CHECKING:
     from worker.domain.model import ClientAggregate
-
-
-@dataclass(frozen=True)
-class ResyncPlan:
-    to_fetch: tuple[str, ...]
-    gone: tuple[str, ...]
 
 
 class ClientDomainService:
@@ -43,9 +35,3 @@ class ClientDomainService:
     def validate_client_status(old: ClientStatus, new: ClientStatus, rule: StatusRule) -> None:
         if not rule.allowed(old, new):
             raise ForbiddenStatusTransition(old.value, new.value)
-
-    @staticmethod
-    def plan_resync(known_ids: Iterable[str], fetched_ids: Iterable[str]) -> ResyncPlan:
-        """After a full resync: fetched clients are applied, known clients Salesforce no longer has are gone."""
-        fetched = tuple(dict.fromkeys(fetched_ids))
-        return ResyncPlan(fetched, tuple(sorted(set(known_ids) - set(fetched))))

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from worker import __version__
+from worker.bootstrap_operations import Operations
 from worker.config import SettingsError
 from worker.entrypoints.commands import (
     CliError,
@@ -24,10 +25,12 @@ from worker.entrypoints.commands import (
     replay,
     resync,
     run,
+    settings_from,
     topics,
 )
 
-# Each module exposes `register(subparsers)`; the order is the order of `worker --help`.
+# Each module exposes `register(subparsers)`, whose commands are `func(args, ops)`: ops (bootstrap's
+# Operations) builds what a command uses. The order is the order of `worker --help`.
 COMMAND_MODULES = (run, migrate, topics, cdc, dlq, resync, offsets, replay, projections, query, lag, config)
 
 
@@ -45,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    ops = Operations(lambda: settings_from(args))
     try:
-        code = args.func(args)
+        code = args.func(args, ops)
     except SettingsError as exc:
         print(f"worker: {exc}", file=sys.stderr)
         return 1
@@ -61,6 +65,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"worker: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}",
               file=sys.stderr)
         return 1
+    finally:
+        ops.close()
     return int(code or 0)
 
 

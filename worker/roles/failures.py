@@ -1,4 +1,4 @@
-"""Every failure classified once (DESIGN §6): poison (dead-letter and go on), transient (back off, retry,
+"""Every failure classified once: poison (dead-letter and go on), transient (back off, retry,
 never skip), or a bug (stop non-zero, commit nothing past it)."""
 
 from __future__ import annotations

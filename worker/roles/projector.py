@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from worker.adapters.avro import ClientEventCodec
 from worker.adapters.kafka.dlq import DeadLetter, Stage
 from worker.adapters.kafka.types import KafkaMessage, header_dict, where
-from worker.adapters.postgres.read_models import PostgresReadModels
+from worker.application.ports import EventDecoder, ReadModels
 from worker.application.projection import ProjectedEvent, Verdict, VersionGap, project
 from worker.application.upcasting import DEFAULT_UPCASTERS, Upcasters
 
@@ -37,7 +36,7 @@ class UndecodableEvent(Exception):
     """A `client.events` record without the headers or bytes its writer schema needs."""
 
 
-def decode_event(message: KafkaMessage, codec: ClientEventCodec, upcasters: Upcasters) -> ProjectedEvent:
+def decode_event(message: KafkaMessage, codec: EventDecoder, upcasters: Upcasters) -> ProjectedEvent:
     headers = header_dict(message)
     try:
         event_type = headers["event_type"].decode()
@@ -52,15 +51,13 @@ def decode_event(message: KafkaMessage, codec: ClientEventCodec, upcasters: Upca
 class ProjectorProcessor:
     def __init__(
         self,
-        codec: ClientEventCodec,
-        models: PostgresReadModels,
+        codec: EventDecoder,
+        models: ReadModels,
         upcasters: Upcasters = DEFAULT_UPCASTERS,
-        on_gap: Callable[[ProjectedEvent, int], None] | None = None,
     ) -> None:
         self._codec = codec
         self._models = models
         self._upcasters = upcasters
-        self._on_gap = on_gap
 
     def process(self, messages: Sequence[KafkaMessage]) -> ProjectionOutcome:
         outcome = ProjectionOutcome()
@@ -91,8 +88,6 @@ class ProjectorProcessor:
                     gap = VersionGap(f"{event.client_id}: projected v{have}, got v{event.version} ({event.event_type})")
                     log.error("%s: version gap: %s", where(message), gap)
                     outcome.dead_letters.append(DeadLetter(message, Stage.PROJECT, gap))
-                    if self._on_gap:
-                        self._on_gap(event, have)
             session.save([rows[cid] for cid in sorted(changed)], history)
         outcome.applied = outcome.verdicts[Verdict.APPLIED.value]
         return outcome

@@ -8,8 +8,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
 
-from worker.adapters.postgres.event_store import PostgresEventStore
-from worker.adapters.postgres.read_models import PostgresReadModels
+from worker.application.ports import EventLog, ReadModels
 from worker.application.projection import ProjectedEvent, Verdict, project
 from worker.application.upcasting import DEFAULT_UPCASTERS, Upcasters
 from worker.roles.projector import ProjectorProcessor
@@ -18,15 +17,15 @@ Progress = Callable[[int, int | None], None]
 
 
 def rebuild_from_event_store(
-    store: PostgresEventStore,
-    models: PostgresReadModels,
+    log: EventLog,
+    models: ReadModels,
     progress: Progress,
     upcasters: Upcasters = DEFAULT_UPCASTERS,
     page: int = 2000,
 ) -> int:
     models.truncate()
     position, done = 0, 0
-    while events := store.read_all(position, page):
+    while events := log.read_all(position, page):
         with models.session() as session:
             rows: dict[str, Any] = session.load({e.stream_id for e in events})
             changed, history = set(), []
@@ -52,7 +51,7 @@ def rebuild_from_topic(
     consumer_conf: dict[str, Any],
     topic: str,
     processor: ProjectorProcessor,
-    models: PostgresReadModels,
+    models: ReadModels,
     progress: Progress,
     batch_size: int = 1000,
 ) -> int:

@@ -1,6 +1,6 @@
 """The outbox relay: publishes unpublished outbox rows in position order to `client.events`, deletes them after
 the broker acknowledged them. One active relay (advisory lock); the others wait as standbys. A crash between
-publish and mark re-sends rows with the same `event_id`, which projections drop by version."""
+publish and delete re-sends rows with the same `event_id`, which projections drop by version."""
 
 from __future__ import annotations
 
@@ -18,9 +18,7 @@ from worker.roles.failures import Kind, classify
 from worker.roles.runtime import IdleClock, Stopper, StopRequested, retry_transient
 
 log = logging.getLogger("worker.relay")
-
-EVENT_HEADERS = ("event_type", "event_id", "schema_version", "correlation_id", "causation_id", "traceparent")
-
+BACKLOG_EVERY_S = 5.0  # how often the backlog gauge is refreshed
 
 def event_headers(row: OutboxRow) -> list[tuple[str, str | bytes | None]]:
     values = {
@@ -49,12 +47,10 @@ class OutboxRelay:
         heartbeat: Callable[[], None] | None = None,
         on_retry: Callable[[BaseException, int], None] | None = None,
         on_backlog: Callable[[int, Any], None] | None = None,
-        backlog_every_s: float = 5.0,
     ) -> None:
         self._heartbeat = heartbeat or (lambda: None)
         self._on_retry = on_retry
         self._on_backlog = on_backlog
-        self._backlog_every_s = backlog_every_s
         self._backlog_at = 0.0
         self._outbox = outbox
         self._producer = producer
@@ -96,10 +92,10 @@ class OutboxRelay:
             self._on_retry(error, attempt)
 
     def step(self) -> int:
-        """Publish one page of unpublished rows; return how many were marked published."""
+        """Publish one page of unpublished rows; return how many were acknowledged (and deleted)."""
         if not self._outbox.lead():
             return 0  # a standby: another relay holds the lock
-        if self._on_backlog and time.monotonic() - self._backlog_at >= self._backlog_every_s:
+        if self._on_backlog and time.monotonic() - self._backlog_at >= BACKLOG_EVERY_S:
             self._backlog_at = time.monotonic()
             self._on_backlog(*self._outbox.backlog())
         rows = self._outbox.unpublished(self._batch_size)
@@ -127,7 +123,7 @@ class OutboxRelay:
             )
             self._producer.poll(0)
         self._producer.flush(60)
-        self._outbox.mark_published(sorted(delivered))
+        self._outbox.delete_published(sorted(delivered))
         if self._on_published:
             self._on_published([r for r in rows if r.position in delivered])
         if errors or len(delivered) < len(rows):

@@ -1,10 +1,11 @@
-"""A thin, lazy batch consumer: manual commits only, cooperative-sticky, pause/resume, commit on revoke."""
+"""A thin, lazy batch consumer: manual commits only, cooperative-sticky, pause/resume; offsets are committed after
+every batch, so a revoke finds nothing processed and uncommitted."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -47,15 +48,10 @@ class BatchConsumer:
         self,
         config: dict[str, Any],
         topics: Sequence[str],
-        *,
-        on_assigned: Callable[[list[TopicPartition]], None] | None = None,
-        on_revoked: Callable[[list[TopicPartition]], None] | None = None,
     ) -> None:
         self._config = config
         self._topics = list(topics)
         self._consumer: Consumer | None = None
-        self._on_assigned = on_assigned
-        self._on_revoked = on_revoked
         self.assignment: set[tuple[str, int]] = set()
         self.joined = False  # the group handed us an assignment (possibly empty) at least once
 
@@ -149,16 +145,12 @@ class BatchConsumer:
         self.assignment |= {(tp.topic, tp.partition) for tp in partitions}
         self.joined = True
         log.info("assigned %s", _names(partitions))
-        if self._on_assigned:
-            self._on_assigned(partitions)
 
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Offsets are committed synchronously after every batch, before the next consume(), so nothing
         # processed is uncommitted when a revoke arrives (it is only delivered inside consume()).
         self.assignment -= {(tp.topic, tp.partition) for tp in partitions}
         log.info("revoked %s", _names(partitions))
-        if self._on_revoked:
-            self._on_revoked(partitions)
 
 
 def _names(partitions: list[TopicPartition]) -> str:

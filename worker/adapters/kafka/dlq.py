@@ -48,8 +48,6 @@ class DeadLetter:
     message: KafkaMessage
     stage: Stage
     error: BaseException
-    attempts: int = 1
-    first_failure_ms: int | None = None
 
 
 class DeadLetterPublisher:
@@ -78,8 +76,10 @@ class DeadLetterPublisher:
                 H_CLASS: f"{type(letter.error).__module__}.{type(letter.error).__qualname__}",
                 H_MESSAGE: str(letter.error)[:2000],
                 H_STACKTRACE: _stacktrace(letter.error),
-                H_ATTEMPTS: letter.attempts,
-                H_FIRST_FAILURE: letter.first_failure_ms or now_ms,
+                # Poison is dead-lettered at its first failure (transient faults are retried, never
+                # dead-lettered): one attempt, first failure = last failure. Kept for Connect-style tooling.
+                H_ATTEMPTS: 1,
+                H_FIRST_FAILURE: now_ms,
                 H_LAST_FAILURE: now_ms,
                 H_WORKER_VERSION: __version__,
             }

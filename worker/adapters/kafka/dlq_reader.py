@@ -232,3 +232,16 @@ def _text(value: bytes | None) -> str | None:
         return value.decode("utf-8")
     except UnicodeDecodeError:
         return None
+
+
+class DeadLetterReader:
+    """The dead-letter topics of the configured cluster, read with assign + seek (never a group's offsets)."""
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        self._kafka = kafka
+
+    def read(self, topic: str, where: DeadLetterFilter | None = None) -> Iterator[DeadLetterRecord]:
+        return read_dead_letters(self._kafka, topic, where=where)
+
+    def find(self, topic: str, ident: str) -> DeadLetterRecord:
+        return find(self._kafka, topic, ident)

@@ -17,7 +17,7 @@ from confluent_kafka import Producer
 
 from worker.adapters.kafka import dlq
 from worker.adapters.kafka.dlq_reader import DeadLetterRecord
-from worker.adapters.postgres.dlq_audit import ReplayRecord
+from worker.adapters.postgres.dlq_audit import ReplayAudit, ReplayRecord
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,7 @@ def replay(
     or it was already replayed (skipped; pass ``already=None`` to replay again). Delivery is confirmed."""
     outcomes: list[ReplayOutcome] = []
     pending: dict[int, DeadLetterRecord] = {}
+    acknowledged: set[int] = set()
     failures: dict[int, str] = {}
     for n, record in enumerate(records, 1):
         verdict = _verdict(record, max_replays, already)
@@ -95,7 +96,9 @@ def replay(
         pending[index] = record
 
         def delivered(err: Any, _msg: Any, index: int = index) -> None:
-            if err is not None:
+            if err is None:
+                acknowledged.add(index)
+            else:
                 failures[index] = str(err)
 
         headers: list[tuple[str, str | bytes | None]] = list(replay_headers(record, datetime.now(UTC)))
@@ -105,10 +108,10 @@ def replay(
         if progress is not None:
             progress(n)
     if pending:
-        remaining = producer.flush(flush_timeout_s)
-        if remaining:
-            for index in pending:
-                failures.setdefault(index, "not acknowledged in time")
+        producer.flush(flush_timeout_s)
+        for index in pending:  # each record its own outcome: one late acknowledgement fails only that record
+            if index not in acknowledged:
+                failures.setdefault(index, f"not acknowledged within {flush_timeout_s:g}s (a rerun is safe)")
     for index, reason in failures.items():
         outcomes[index] = ReplayOutcome(outcomes[index].record, "failed", reason)
     return outcomes
@@ -138,3 +141,25 @@ def audit_entries(outcomes: Iterable[ReplayOutcome], operator: str, note: str | 
         for o in outcomes
         if o.result in ("published", "refused", "failed")
     ]
+
+
+class DeadLetterReplayer:
+    """`worker dlq replay`: the audit read, the replay and the audit write in ONE locked transaction per DLQ
+    topic (see ReplayAudit.locked), so two replays at once never both publish the same dead letter."""
+
+    def __init__(self, producer: Producer, audit: ReplayAudit, max_replays: int, flush_timeout_s: float = 60.0):
+        self._producer = producer
+        self._audit = audit
+        self._max_replays = max_replays
+        self._flush_timeout_s = flush_timeout_s
+
+    def run(self, topic: str, records: list[DeadLetterRecord], *, dry_run: bool, force: bool, rate: float | None,
+            operator: str, note: str | None, progress: Callable[[int], None] | None = None) -> list[ReplayOutcome]:
+        with self._audit.locked(topic) as trail:
+            already = None if force else trail.already_published()
+            outcomes = replay(records, self._producer, max_replays=self._max_replays, dry_run=dry_run,
+                              already=already, pacer=Pacer(rate), progress=progress,
+                              flush_timeout_s=self._flush_timeout_s)
+            if not dry_run:
+                trail.record(audit_entries(outcomes, operator, note))
+        return outcomes

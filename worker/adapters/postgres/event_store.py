@@ -1,5 +1,6 @@
 """PostgreSQL event store: bulk load (latest snapshot + later events), one-transaction batch commit
-(events and outbox by COPY, snapshots, resync queue), optimistic concurrency on (stream_id, version)."""
+(events by COPY, outbox rows copied from them server-side, snapshots, resync queue), optimistic concurrency on
+(stream_id, version)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,18 @@ from psycopg_pool import ConnectionPool
 
 from worker.application.errors import ConcurrencyConflict
 from worker.application.ports import BatchChanges, LoadedStream, ScanProgress, StoredEvent
+from worker.application.unit_of_work import SNAPSHOT_SCHEMA_VERSION
 
 # Loading decides nothing with metadata: leaving it out halves what the sort moves (it spilled to disk).
+# Only snapshots of the schema version this worker reads count: an older one is ignored and the stream is
+# replayed from its events (the next snapshot is then written in the current version).
 _LOAD = """
 WITH latest AS (
-    SELECT DISTINCT ON (stream_id) stream_id, version, state
-    FROM snapshots WHERE stream_id = ANY(%(ids)s)
+    SELECT DISTINCT ON (stream_id) stream_id, version, state, schema_version
+    FROM snapshots WHERE stream_id = ANY(%(ids)s) AND schema_version = %(snapshot_schema)s
     ORDER BY stream_id, version DESC
 )
-SELECT s.stream_id, s.version, NULL, NULL, s.state, NULL, NULL
+SELECT s.stream_id, s.version, NULL, s.schema_version, s.state, NULL, NULL
 FROM latest s
 UNION ALL
 SELECT e.stream_id, e.version, e.event_type, e.schema_version, e.payload, '{}'::jsonb, e.global_position
@@ -97,28 +101,29 @@ def pooled(pool: ConnectionPool) -> Any:
 class PostgresEventStore:
     """Implements the EventStore and ResyncQueue ports."""
 
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ConnectionPool, snapshot_schema_version: int = SNAPSHOT_SCHEMA_VERSION) -> None:
         self._pool = pool
+        self._snapshot_schema = snapshot_schema_version
 
     def _conn(self) -> Any:
         return pooled(self._pool)
 
     def load_streams(self, stream_ids: Collection[str]) -> dict[str, LoadedStream]:
-        snapshots: dict[str, tuple[int, Any]] = {}
+        snapshots: dict[str, tuple[int, Any, int | None]] = {}
         events: dict[str, list[StoredEvent]] = {}
         with self._conn() as conn:
-            rows = conn.execute(_LOAD, {"ids": list(stream_ids)}).fetchall()
+            rows = conn.execute(_LOAD, {"ids": list(stream_ids), "snapshot_schema": self._snapshot_schema}).fetchall()
         for stream_id, version, event_type, schema_version, body, metadata, position in rows:
             if event_type is None:
-                snapshots[stream_id] = (version, body)
+                snapshots[stream_id] = (version, body, schema_version)
             else:
                 events.setdefault(stream_id, []).append(
                     StoredEvent(stream_id, version, event_type, schema_version, body, metadata, position)
                 )
         loaded = {}
         for stream_id in snapshots.keys() | events.keys():
-            snap_version, state = snapshots.get(stream_id, (0, None))
-            loaded[stream_id] = LoadedStream(stream_id, state, snap_version, events.get(stream_id, []))
+            snap_version, state, snap_schema = snapshots.get(stream_id, (0, None, None))
+            loaded[stream_id] = LoadedStream(stream_id, state, snap_version, events.get(stream_id, []), snap_schema)
         return loaded
 
     def stream_versions(self, stream_ids: Collection[str]) -> dict[str, int]:
@@ -130,7 +135,7 @@ class PostgresEventStore:
         return {stream_id: int(version) for stream_id, version in rows}
 
     def commit(self, changes: BatchChanges) -> None:
-        """Step 3 of the ingest cycle: events + outbox + snapshots + resync queue, atomically."""
+        """One consumed batch's writes: events + outbox + snapshots + resync queue, atomically."""
         if not changes:
             return
         try:

@@ -1,4 +1,5 @@
-"""The outbox, read by the relay: unpublished rows in position order; one active relay (advisory lock)."""
+"""The outbox, read by the relay: unpublished rows in position order, deleted once published; one active relay
+(advisory lock)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ import psycopg
 _RELAY_LOCK = 7_402_113_002
 _UNPUBLISHED = (
     "SELECT position, event_id::text, stream_id, version, event_type, schema_version, payload, metadata,"
-    " created_at FROM outbox WHERE published_at IS NULL ORDER BY position LIMIT %s"
+    " created_at FROM outbox ORDER BY position LIMIT %s"
 )
 # Published rows are deleted, not marked: the outbox is a queue (the events table is the record), so it stays
 # as small as the backlog instead of growing by every event and every UPDATE's dead tuple.
-_MARK = "DELETE FROM outbox WHERE position = ANY(%s)"
-_BACKLOG = "SELECT count(*), min(created_at) FROM outbox WHERE published_at IS NULL"
+_DELETE = "DELETE FROM outbox WHERE position = ANY(%s)"
+_BACKLOG = "SELECT count(*), min(created_at) FROM outbox"
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,10 @@ class PostgresOutbox:
         rows = self._connection().execute(_UNPUBLISHED, (limit,)).fetchall()
         return [OutboxRow(*row) for row in rows]
 
-    def mark_published(self, positions: Sequence[int]) -> None:
+    def delete_published(self, positions: Sequence[int]) -> None:
+        """Delete the rows the broker acknowledged."""
         if positions:
-            self._connection().execute(_MARK, (list(positions),))
+            self._connection().execute(_DELETE, (list(positions),))
 
     def backlog(self) -> tuple[int, Any]:
         row = self._connection().execute(_BACKLOG).fetchone()

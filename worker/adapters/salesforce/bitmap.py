@@ -3,7 +3,7 @@
 `0x…` is a bitmap over the top-level fields in schema order, position 0 = ChangeEventHeader, least significant
 bit = position 0; `P-0x…` is a bitmap over the nested record of the top-level field at position P (compound
 fields such as BillingAddress), giving `Parent.Child`. Upper- or lower-case hex; arrays may hold only nested
-entries. See salesforce-cdc.md §2a.
+entries.
 """
 
 from __future__ import annotations

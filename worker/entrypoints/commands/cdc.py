@@ -10,13 +10,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from worker.adapters.salesforce.errors import ChangeEventParseError
+from worker.bootstrap_operations import Operations
 from worker.entrypoints.commands import (
     EXIT_ERROR,
     CliError,
     add_connection_options,
     print_json,
     print_table,
-    settings_from,
 )
 
 FORMAT_CHOICES = ("auto", "pubsub-avro", "confluent-avro", "pubsub-json", "cometd", "confluent-json")
@@ -60,13 +61,9 @@ def describe(event: Any) -> dict[str, Any]:
     }
 
 
-def _parse(args: argparse.Namespace) -> int:
-    from worker.adapters.salesforce.errors import ChangeEventParseError
-    from worker.adapters.salesforce.event_parser import parse
-    from worker.adapters.salesforce.schemas import SchemaResolver
-
+def _parse(args: argparse.Namespace, ops: Operations) -> int:
     data = sys.stdin.buffer.read() if args.file == "-" else _read(Path(args.file))
-    resolver = SchemaResolver()
+    resolver = ops.schema_resolver(configured=False)
     headers: dict[str, bytes] = {}
     if args.schema:
         schema_id = args.schema_id or Path(args.schema).stem
@@ -75,7 +72,7 @@ def _parse(args: argparse.Namespace) -> int:
     elif args.schema_id:
         headers["schema_id"] = args.schema_id.encode()
     try:
-        event = parse(data, headers, fmt=args.format, schemas=resolver)
+        event = ops.parse_cdc(data, headers, fmt=args.format, schemas=resolver)
     except ChangeEventParseError as exc:
         raise CliError(f"cannot parse: {type(exc).__name__}: {exc}", EXIT_ERROR) from None
     info = describe(event)
@@ -97,12 +94,15 @@ def _read(path: Path) -> bytes:
         raise CliError(f"cannot read {path}: {exc.strerror}") from None
 
 
-def messages_of(path: Path, fmt: str) -> Iterator[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
+def messages_of(path: Path, fmt: str, ops: Operations) -> Iterator[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
     """(key, value, headers) for each message in a file; the key is the first record id."""
     kind = fmt if fmt != "auto" else {".jsonl": "jsonl", ".avro": "avro"}.get(path.suffix, "json")
     data = _read(path)
     if kind == "avro":
-        yield from _avro_messages(data)
+        try:
+            yield from ops.avro_file_messages(data)
+        except ValueError as exc:
+            raise CliError(f"{path}: {exc}") from None
         return
     lines = data.splitlines() if kind == "jsonl" else [data]
     for line in lines:
@@ -126,35 +126,13 @@ def _key_of(value: bytes) -> bytes | None:
     return None
 
 
-def _avro_messages(data: bytes) -> Iterator[tuple[bytes | None, bytes, list[tuple[str, bytes]]]]:
-    """An Avro container file of change events: each record re-encoded as a Pub/Sub payload (raw Avro) with
-    the file's `salesforce.schema_id` metadata as its schema_id header."""
-    import io
-
-    import fastavro
-
-    from worker.adapters.salesforce.encode import encode_record
-
-    reader = fastavro.reader(io.BytesIO(data))
-    schema_id = (reader.metadata.get("salesforce.schema_id") or "AccountChangeEvent-v1")
-    for record in reader:
-        if not isinstance(record, dict):
-            raise CliError("an Avro file of change events holds records only")
-        ids = record["ChangeEventHeader"]["recordIds"]
-        yield (ids[0].encode() if ids else None, encode_record(reader.writer_schema, record),
-               [("schema_id", schema_id.encode())])
-
-
-def _produce(args: argparse.Namespace) -> int:
-    from worker.adapters.kafka.producer import make_producer
-
-    settings = settings_from(args)
-    topic = args.topic or settings.kafka.cdc_topic
-    producer = make_producer(settings.kafka)
+def _produce(args: argparse.Namespace, ops: Operations) -> int:
+    topic = args.topic or ops.settings.kafka.cdc_topic
+    producer = ops.producer()
     failures: list[str] = []
     count = 0
     for name in args.files:
-        for key, value, headers in messages_of(Path(name), args.format):
+        for key, value, headers in messages_of(Path(name), args.format, ops):
             producer.produce(topic, key=key, value=value, headers=headers,  # type: ignore[arg-type]
                              on_delivery=lambda err, _m: failures.append(str(err)) if err else None)
             producer.poll(0)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from worker.bootstrap_operations import Operations
 from worker.config import masked
-from worker.entrypoints.commands import print_json, settings_from
+from worker.entrypoints.commands import print_json
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -16,8 +17,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     show.set_defaults(func=_show)
 
 
-def _show(args: argparse.Namespace) -> int:
-    data = masked(settings_from(args))
+def _show(args: argparse.Namespace, ops: Operations) -> int:
+    data = masked(ops.settings)
     if args.json:
         print_json(data)
         return 0

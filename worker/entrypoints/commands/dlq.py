@@ -1,27 +1,35 @@
 """`worker dlq list|show|stats|replay|export|audit`: dead letters of a `*.dlq` topic, with their reasons.
 
-Reading never joins or commits an operational group (assign + seek). Replays go back to the original topic and
-partition with a replay count and time, are confirmed by the broker, and are recorded in `dlq_replays`.
+Reading never joins or commits an operational group (assign + seek). Replays (`dlq_replay`) go back to the
+original topic and partition with a replay count and time, are confirmed by the broker, and are recorded in
+`dlq_replays`.
 """
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
-from collections import Counter
 from typing import Any
 
+from worker.adapters.kafka.dlq import (
+    H_ATTEMPTS,
+    H_GROUP,
+    H_MESSAGE,
+    H_STACKTRACE,
+    H_WORKER_VERSION,
+)
+from worker.bootstrap_operations import Operations
 from worker.entrypoints.commands import (
     EXIT_ERROR,
-    EXIT_USAGE,
     CliError,
     add_connection_options,
+    dlq_replay,
     print_json,
     print_table,
-    settings_from,
 )
+from worker.entrypoints.commands.cdc import describe
+from worker.entrypoints.commands.dlq_select import records_of, where_of
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -69,7 +77,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     replay.add_argument("--operator", default=None, help="who replays (default: the login name)")
     replay.add_argument("--note", help="why (kept in the audit table)")
     _common(replay, database=True)
-    replay.set_defaults(func=_replay)
+    replay.set_defaults(func=dlq_replay.replay)
 
     audit = sub.add_parser("audit", help="the replays recorded in the audit table, newest first")
     audit.add_argument("--topic", help="only replays from this DLQ topic")
@@ -93,43 +101,8 @@ def _common(parser: argparse.ArgumentParser, *, database: bool = False) -> None:
     add_connection_options(parser, database=database)
 
 
-def _where(args: argparse.Namespace, ids: list[str] | None = None) -> Any:
-    from worker.adapters.kafka.dlq_reader import DeadLetterFilter
-    from worker.adapters.kafka.reset_plan import parse_time
-
-    def ms(text: str | None, flag: str) -> int | None:
-        if not text:
-            return None
-        try:
-            return int(parse_time(text).timestamp() * 1000)
-        except ValueError as exc:
-            raise CliError(f"{flag}: {exc}", EXIT_USAGE) from None
-
-    for ident in ids or []:
-        partition, _, offset = ident.partition("@")
-        if not (partition.isdigit() and offset.isdigit()):
-            raise CliError(f"not a dead-letter id: {ident!r} (use PARTITION@OFFSET as `dlq list` shows it)",
-                           EXIT_USAGE)
-    return DeadLetterFilter(
-        since_ms=ms(getattr(args, "since", None), "--since"), until_ms=ms(getattr(args, "until", None), "--until"),
-        error_class=getattr(args, "error_class", None), stage=getattr(args, "stage", None),
-        key=getattr(args, "key", None), ids=frozenset(ids) if ids else None,
-    )
-
-
-def _records(args: argparse.Namespace, settings: Any, ids: list[str] | None = None) -> tuple[str, list[Any]]:
-    from worker.adapters.kafka.dlq_reader import read_dead_letters
-
-    topic = args.topic or settings.kafka.cdc_dlq_topic
-    where = _where(args, ids)
-    try:
-        return topic, list(read_dead_letters(settings.kafka, topic, where=where))
-    except LookupError as exc:
-        raise CliError(f"{exc} (create the topics with `worker topics create`)") from None
-
-
-def _list(args: argparse.Namespace) -> int:
-    _, records = _records(args, settings_from(args))
+def _list(args: argparse.Namespace, ops: Operations) -> int:
+    _, records = records_of(args, ops)
     rows = [r.summary() for r in records[: args.limit]]
     if args.json:
         print_json(rows)
@@ -140,8 +113,8 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _stats(args: argparse.Namespace) -> int:
-    _, records = _records(args, settings_from(args))
+def _stats(args: argparse.Namespace, ops: Operations) -> int:
+    _, records = records_of(args, ops)
     groups: dict[tuple[str, str | None], list[Any]] = {}
     for r in records:
         groups.setdefault((r.error_class, r.stage), []).append(r)
@@ -158,21 +131,17 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def _show(args: argparse.Namespace) -> int:
-    from worker.adapters.kafka import dlq
-    from worker.adapters.kafka.dlq_reader import find
-
-    settings = settings_from(args)
-    topic = args.topic or settings.kafka.cdc_dlq_topic
+def _show(args: argparse.Namespace, ops: Operations) -> int:
+    topic = args.topic or ops.settings.kafka.cdc_dlq_topic
     try:
-        record = find(settings.kafka, topic, args.id)
+        record = ops.dlq_reader().find(topic, args.id)
     except LookupError as exc:
         raise CliError(str(exc), EXIT_ERROR) from None
     if args.raw:
         sys.stdout.buffer.write(record.value or b"")
         sys.stdout.flush()
         return 0
-    decoded, decode_error = _decode(record, settings)
+    decoded, decode_error = _decode(record, ops)
     if args.json:
         print_json({**record.export(), "decoded": decoded, "decode_error": decode_error})
         return 0
@@ -180,17 +149,17 @@ def _show(args: argparse.Namespace) -> int:
     print(f"dead letter {record.id} of {topic}, {record.time}")
     for label, value in (
         ("original", record.original()), ("key", (record.key or b"").decode("utf-8", "replace") or None),
-        ("stage", record.stage), ("error", record.error_class), ("message", h.get(dlq.H_MESSAGE)),
-        ("attempts", h.get(dlq.H_ATTEMPTS)), ("group", h.get(dlq.H_GROUP)), ("replays", record.replay_count),
-        ("worker", h.get(dlq.H_WORKER_VERSION)),
+        ("stage", record.stage), ("error", record.error_class), ("message", h.get(H_MESSAGE)),
+        ("attempts", h.get(H_ATTEMPTS)), ("group", h.get(H_GROUP)), ("replays", record.replay_count),
+        ("worker", h.get(H_WORKER_VERSION)),
     ):
         print(f"  {label:<9} {'-' if value is None else value}")
     print("\nheaders:")
     for name, raw in record.raw_headers:
-        if name != dlq.H_STACKTRACE:
+        if name != H_STACKTRACE:
             print(f"  {name} = {raw.decode('utf-8', 'replace')[:200]}")
     print("\nstack trace:")
-    print("  " + (h.get(dlq.H_STACKTRACE) or "-").rstrip().replace("\n", "\n  "))
+    print("  " + (h.get(H_STACKTRACE) or "-").rstrip().replace("\n", "\n  "))
     print("\noriginal message:")
     if decoded is not None:
         print("  " + json.dumps(decoded, indent=2, default=str).replace("\n", "\n  "))
@@ -200,37 +169,29 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _decode(record: Any, settings: Any) -> tuple[Any, str | None]:
+def _decode(record: Any, ops: Operations) -> tuple[Any, str | None]:
     """The original message as the worker reads it: a CDC change (as `worker cdc parse` shows it), or for the
     events DLQ the domain event."""
     headers: dict[str, bytes] = dict(record.original_headers())
     try:
-        if record.original_topic == settings.kafka.events_topic:
-            from worker.adapters.avro import ClientEventCodec
-
+        kafka = ops.settings.kafka
+        if record.original_topic == kafka.events_topic:
             event_type = headers["event_type"].decode()
             version = int(headers["schema_version"].decode())
-            return ClientEventCodec.from_directory().decode(record.value or b"", event_type, version), None
-        from worker.adapters.salesforce.event_parser import parse
-        from worker.bootstrap import schema_resolver
-        from worker.entrypoints.commands.cdc import describe
-
-        event = parse(record.value or b"", headers, fmt=settings.kafka.cdc_format,
-                      schemas=schema_resolver(settings, use_salesforce=True))
+            return ops.event_codec().decode(record.value or b"", event_type, version), None
+        event = ops.parse_cdc(record.value or b"", headers, fmt=kafka.cdc_format,
+                              schemas=ops.schema_resolver(use_salesforce=True))
         return describe(event), None
     except Exception as exc:  # shown to the operator: whatever made the worker fail is the answer here
         return None, f"{type(exc).__name__}: {exc}"
 
 
-def _export(args: argparse.Namespace) -> int:
-    from worker.adapters.kafka.dlq_reader import read_dead_letters
-
-    settings = settings_from(args)
-    topic = args.topic or settings.kafka.cdc_dlq_topic
+def _export(args: argparse.Namespace, ops: Operations) -> int:
+    topic = args.topic or ops.settings.kafka.cdc_dlq_topic
     out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
     count = 0
     try:
-        for record in read_dead_letters(settings.kafka, topic, where=_where(args)):
+        for record in ops.dlq_reader().read(topic, where_of(args)):
             out.write(json.dumps(record.export(), default=str) + "\n")
             count += 1
     except LookupError as exc:
@@ -242,60 +203,8 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _replay(args: argparse.Namespace) -> int:
-    from worker.adapters.kafka.dlq_replay import Pacer, audit_entries, replay
-    from worker.adapters.kafka.producer import make_producer
-    from worker.adapters.postgres.dlq_audit import ReplayAudit
-
-    settings = settings_from(args)
-    if args.rate is not None and args.rate <= 0:
-        raise CliError("--rate takes a positive number of messages per second", EXIT_USAGE)
-    topic, records = _records(args, settings, ids=args.offset)
-    if args.offset:
-        missing = sorted(set(args.offset) - {r.id for r in records})
-        if missing:
-            raise CliError(f"no dead letter {', '.join(missing)} in {topic}")
-    audit = ReplayAudit(settings.postgres.url.get_secret_value(), settings.postgres.connect_timeout_s)
-    try:
-        already = None if args.force else audit.already_published(topic)
-    except Exception as exc:
-        raise CliError(f"cannot read the replay audit table (run `worker migrate`?): {exc}") from None
-    operator = args.operator or getpass.getuser()
-    outcomes = replay(
-        records, make_producer(settings.kafka), max_replays=settings.dlq_max_replays, dry_run=args.dry_run,
-        already=already, pacer=Pacer(args.rate), progress=_progress(len(records)),
-    )
-    if not args.dry_run:
-        audit.record(audit_entries(outcomes, operator, args.note))
-    counts = Counter(o.result for o in outcomes)
-    if args.json:
-        print_json({"dry_run": args.dry_run, "topic": topic, "counts": dict(counts),
-                    "replays": [o.row() for o in outcomes]})
-    else:
-        print_table([o.row() for o in outcomes], ["dlq", "target", "error", "replays", "result", "detail"])
-        summary = ", ".join(f"{n} {result}" for result, n in sorted(counts.items())) or "nothing selected"
-        print(f"{'dry run: ' if args.dry_run else ''}{summary}")
-        if counts.get("published"):
-            print("Replaying is safe: the worker recognizes changes it already applied and appends nothing for them.")
-    return EXIT_ERROR if counts.get("failed") else 0
-
-
-def _progress(total: int) -> Any:
-    step = max(1, total // 20)
-
-    def report(done: int) -> None:
-        if total >= 200 and (done % step == 0 or done == total) and sys.stderr.isatty():
-            print(f"\rreplaying {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
-
-    return report
-
-
-def _audit(args: argparse.Namespace) -> int:
-    from worker.adapters.postgres.dlq_audit import ReplayAudit
-
-    settings = settings_from(args)
-    rows = ReplayAudit(settings.postgres.url.get_secret_value(), settings.postgres.connect_timeout_s).history(
-        args.topic, args.limit)
+def _audit(args: argparse.Namespace, ops: Operations) -> int:
+    rows = ops.replay_audit().history(args.topic, args.limit)
     if args.json:
         print_json(rows)
     else:

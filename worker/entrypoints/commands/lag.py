@@ -7,7 +7,8 @@ import argparse
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.entrypoints.commands import add_connection_options, print_json, print_table, settings_from
+from worker.bootstrap_operations import Operations
+from worker.entrypoints.commands import add_connection_options, print_json, print_table
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -17,15 +18,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=_lag)
 
 
-def _lag(args: argparse.Namespace) -> int:
-    from worker.adapters.kafka.groups import partition_lag
-
-    settings = settings_from(args)
-    k = settings.kafka
+def _lag(args: argparse.Namespace, ops: Operations) -> int:
+    k = ops.settings.kafka
     rows: list[dict[str, Any]] = []
     for group, topic in ((k.ingest_group, k.cdc_topic), (k.projector_group, k.events_topic)):
-        rows += [{"group": group, **row} for row in partition_lag(k, group, topic)]
-    freshness = _freshness(settings.postgres.url.get_secret_value())
+        rows += [{"group": group, **row} for row in ops.admin().partition_lag(group, topic)]
+    freshness = _freshness(ops)
     if args.json:
         print_json({"partitions": rows, "read_model": freshness})
         return 0
@@ -36,15 +34,7 @@ def _lag(args: argparse.Namespace) -> int:
     return 0
 
 
-def _freshness(dsn: str) -> dict[str, Any]:
-    from worker.adapters.postgres.client_queries import PostgresClientQueries
-    from worker.adapters.postgres.event_store import make_pool
-    from worker.adapters.postgres.read_models import PostgresReadModels
-
-    pool = make_pool(dsn, 1, 5.0)
-    try:
-        stamp = PostgresClientQueries(PostgresReadModels(pool)).newest_change_at()
-    finally:
-        pool.close()
+def _freshness(ops: Operations) -> dict[str, Any]:
+    stamp = ops.client_queries().newest_change_at()
     age = (datetime.now(UTC) - stamp).total_seconds() if stamp else None
     return {"newest_change_at": stamp.isoformat() if stamp else None, "age_s": age}

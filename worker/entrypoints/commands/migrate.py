@@ -6,8 +6,8 @@ import argparse
 
 import psycopg
 
-from worker.adapters.postgres.migrate import migrate
-from worker.entrypoints.commands import CliError, add_connection_options, print_json, settings_from
+from worker.bootstrap_operations import Operations
+from worker.entrypoints.commands import CliError, add_connection_options, print_json
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -17,10 +17,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=_migrate)
 
 
-def _migrate(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
+def _migrate(args: argparse.Namespace, ops: Operations) -> int:
     try:
-        applied, before = migrate(settings.postgres.url.get_secret_value())
+        applied, before = ops.migrator()()
     except psycopg.OperationalError as exc:
         raise CliError(f"cannot reach PostgreSQL: {str(exc).strip().splitlines()[0]}") from None
     if args.json:

@@ -8,6 +8,8 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
+from worker.adapters.kafka.reset_plan import NoCommittedOffset, ResetSpec, parse_duration, parse_time, plan
+from worker.bootstrap_operations import Operations
 from worker.config import KafkaSettings
 from worker.entrypoints.commands import (
     EXIT_REFUSED,
@@ -16,7 +18,6 @@ from worker.entrypoints.commands import (
     add_connection_options,
     print_json,
     print_table,
-    settings_from,
 )
 
 
@@ -60,13 +61,11 @@ def _default_topic(args: argparse.Namespace, settings: Any) -> str:
     return topics.get(str(args.group), k.cdc_topic)
 
 
-def _show(args: argparse.Namespace) -> int:
-    from worker.adapters.kafka.groups import describe_group, partition_lag
-
-    settings = settings_from(args)
-    topic = _default_topic(args, settings)
-    info = describe_group(settings.kafka, args.group)
-    rows = partition_lag(settings.kafka, args.group, topic)
+def _show(args: argparse.Namespace, ops: Operations) -> int:
+    topic = _default_topic(args, ops.settings)
+    admin = ops.admin()
+    info = admin.describe_group(args.group)
+    rows = admin.partition_lag(args.group, topic)
     if args.json:
         print_json({"group": info.group, "state": info.state, "members": info.members, "partitions": rows})
         return 0
@@ -77,9 +76,7 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def spec_of(args: argparse.Namespace) -> Any:
-    from worker.adapters.kafka.reset_plan import ResetSpec, parse_duration, parse_time
-
+def spec_of(args: argparse.Namespace) -> ResetSpec:
     try:
         if getattr(args, "to_earliest", False):
             return ResetSpec("earliest")
@@ -97,14 +94,11 @@ def spec_of(args: argparse.Namespace) -> Any:
         raise CliError(str(exc), EXIT_USAGE) from None
 
 
-def reset_group(args: argparse.Namespace, group: str, topic: str) -> list[Any]:
+def reset_group(args: argparse.Namespace, ops: Operations, group: str, topic: str) -> list[Any]:
     """Plan (and with --execute apply) a reset; refused while the group has members."""
-    from worker.adapters.kafka import groups
-    from worker.adapters.kafka.reset_plan import NoCommittedOffset, plan
-
-    settings = settings_from(args)
     spec = spec_of(args)
-    members = groups.active_members(settings.kafka, group)
+    admin = ops.admin()
+    members = admin.active_members(group)
     if members:
         raise CliError(
             f"refused: group {group!r} has {len(members)} active member(s): {', '.join(members[:3])}; "
@@ -112,22 +106,22 @@ def reset_group(args: argparse.Namespace, group: str, topic: str) -> list[Any]:
             EXIT_REFUSED,
         )
     wanted = _partitions(getattr(args, "partitions", None))
-    end = {p: o for p, o in groups.latest(settings.kafka, topic).items() if wanted is None or p in wanted}
+    end = {p: o for p, o in admin.latest(topic).items() if wanted is None or p in wanted}
     if wanted and set(wanted) - set(end):
         raise CliError(f"{topic} has no partition(s) {sorted(set(wanted) - set(end))}", EXIT_USAGE)
-    earliest = groups.earliest(settings.kafka, topic)
-    at_time = groups.offsets_for_time(settings.kafka, topic, spec.value) if spec.kind == "datetime" else None
+    earliest = admin.earliest(topic)
+    at_time = admin.offsets_for_time(topic, spec.value) if spec.kind == "datetime" else None
     try:
-        rows = plan(spec, groups.committed(settings.kafka, group, topic), earliest, end, at_time)
+        rows = plan(spec, admin.committed(group, topic), earliest, end, at_time)
     except NoCommittedOffset as exc:
         raise CliError(str(exc)) from None
     if args.execute:
-        groups.alter(settings.kafka, group, topic, {r.partition: r.new for r in rows})
+        admin.alter(group, topic, {r.partition: r.new for r in rows})
     return rows
 
 
-def _reset(args: argparse.Namespace) -> int:
-    rows = reset_group(args, args.group, args.topic)
+def _reset(args: argparse.Namespace, ops: Operations) -> int:
+    rows = reset_group(args, ops, args.group, args.topic)
     _print_plan(args, rows)
     return 0
 

@@ -6,13 +6,14 @@ import argparse
 import sys
 import time
 
+from worker.bootstrap_operations import Operations
 from worker.entrypoints.commands import (
     EXIT_REFUSED,
     CliError,
     add_connection_options,
     print_json,
-    settings_from,
 )
+from worker.roles.rebuild import rebuild_from_event_store, rebuild_from_topic
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -28,37 +29,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     rebuild.set_defaults(func=_rebuild)
 
 
-def _rebuild(args: argparse.Namespace) -> int:
-    from worker.adapters.avro import ClientEventCodec
-    from worker.adapters.kafka.consumer import consumer_config
-    from worker.adapters.kafka.groups import active_members
-    from worker.adapters.postgres.event_store import PostgresEventStore, make_pool
-    from worker.adapters.postgres.read_models import PostgresReadModels
-    from worker.roles.projector import ProjectorProcessor
-    from worker.roles.rebuild import rebuild_from_event_store, rebuild_from_topic
-
-    settings = settings_from(args)
-    group = settings.kafka.projector_group
-    members = active_members(settings.kafka, group)
+def _rebuild(args: argparse.Namespace, ops: Operations) -> int:
+    kafka = ops.settings.kafka
+    group = kafka.projector_group
+    members = ops.admin().active_members(group)
     if members:
         raise CliError(
             f"refused: the projector group {group!r} has {len(members)} active member(s) "
             f"({', '.join(members[:3])}); stop the projectors first",
             EXIT_REFUSED,
         )
-    pg = settings.postgres
-    pool = make_pool(pg.url.get_secret_value(), 2, pg.connect_timeout_s)
-    models = PostgresReadModels(pool)
+    models = ops.read_models()
     started = time.monotonic()
-    try:
-        if args.source == "event-store":
-            count = rebuild_from_event_store(PostgresEventStore(pool), models, _progress)
-        else:
-            processor = ProjectorProcessor(ClientEventCodec.from_directory(), models)
-            conf = consumer_config(settings.kafka, group)
-            count = rebuild_from_topic(conf, settings.kafka.events_topic, processor, models, _progress)
-    finally:
-        pool.close()
+    if args.source == "event-store":
+        count = rebuild_from_event_store(ops.event_log(), models, _progress)
+    else:
+        count = rebuild_from_topic(ops.consumer_config(group), kafka.events_topic, ops.projector(), models, _progress)
     sys.stderr.write("\n")
     seconds = time.monotonic() - started
     if args.json:

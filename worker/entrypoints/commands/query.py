@@ -14,15 +14,14 @@ from worker.application.queries import (
     CountClientsByStatus,
     GetClient,
     ListClients,
-    QueryBus,
 )
+from worker.bootstrap_operations import Operations
 from worker.entrypoints.commands import (
     EXIT_USAGE,
     CliError,
     add_connection_options,
     print_json,
     print_table,
-    settings_from,
 )
 
 LIST_COLUMNS = ["client_id", "name", "status", "type", "industry", "billing_country", "deleted", "version"]
@@ -66,27 +65,16 @@ def _query(args: argparse.Namespace) -> Any:
     )
 
 
-def _run(args: argparse.Namespace) -> int:
-    from worker.adapters.postgres.client_queries import PostgresClientQueries
-    from worker.adapters.postgres.event_store import make_pool
-    from worker.adapters.postgres.read_models import PostgresReadModels
-
+def _run(args: argparse.Namespace, ops: Operations) -> int:
     try:
         query = _query(args)
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
         raise CliError(f"invalid {'.'.join(map(str, first['loc']))}: {first['msg']}", EXIT_USAGE) from None
-    settings = settings_from(args)
-    pg = settings.postgres
-    pool = make_pool(pg.url.get_secret_value(), 1, pg.connect_timeout_s)
     try:
-        bus = QueryBus(PostgresClientQueries(PostgresReadModels(pool)))
-        try:
-            result = bus.ask(query)
-        except ClientNotFound as exc:
-            raise CliError(str(exc)) from None
-    finally:
-        pool.close()
+        result = ops.query_bus().ask(query)
+    except ClientNotFound as exc:
+        raise CliError(str(exc)) from None
     _print(args, result)
     return 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from worker.entrypoints.commands import settings_from
+from worker.bootstrap_operations import Operations
 from worker.entrypoints.commands.offsets import _print_plan, add_reset_arguments, reset_group
 
 
@@ -16,9 +16,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     ingest.set_defaults(func=_replay_ingest)
 
 
-def _replay_ingest(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    rows = reset_group(args, settings.kafka.ingest_group, settings.kafka.cdc_topic)
+def _replay_ingest(args: argparse.Namespace, ops: Operations) -> int:
+    kafka = ops.settings.kafka
+    rows = reset_group(args, ops, kafka.ingest_group, kafka.cdc_topic)
     _print_plan(args, rows)
     if not args.json:
         print(

@@ -9,13 +9,13 @@ import argparse
 import getpass
 from typing import Any
 
+from worker.bootstrap_operations import Operations
 from worker.entrypoints.commands import (
     EXIT_USAGE,
     CliError,
     add_connection_options,
     print_json,
     print_table,
-    settings_from,
 )
 
 
@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=_run)
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, ops: Operations) -> int:
     from worker import bootstrap
 
     if args.ids == ["status"]:
@@ -47,7 +47,7 @@ def _run(args: argparse.Namespace) -> int:
         action = "ids"
     else:
         raise CliError("give client ids, --all, or status (not both ids and --all)", EXIT_USAGE)
-    settings = settings_from(args)
+    settings = ops.settings
     app = bootstrap.bootstrap(settings)
     try:
         queue = bootstrap.resync_queue(app)

@@ -7,8 +7,9 @@ import logging
 import threading
 from collections.abc import Callable
 
-from worker import logs
-from worker.entrypoints.commands import CliError, add_connection_options, settings_from
+from worker import bootstrap, logs
+from worker.bootstrap_operations import Operations
+from worker.entrypoints.commands import CliError, add_connection_options
 from worker.roles.runtime import IdleClock, Stopper
 
 log = logging.getLogger("worker.run")
@@ -28,11 +29,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=_run)
 
 
-def _run(args: argparse.Namespace) -> int:
-    from worker import bootstrap
+def _run(args: argparse.Namespace, ops: Operations) -> int:
     from worker.observability import start_metrics, start_tracing
 
-    settings = settings_from(args)
+    settings = ops.settings
     obs = settings.observability
     logs.configure(obs.log_level, obs.log_format)
     start_tracing(obs)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
-from worker.adapters.kafka.admin import admin_client, create_topics, worker_topics
+from worker.bootstrap_operations import Operations
 from worker.entrypoints.commands import (
     EXIT_ERROR,
     add_connection_options,
     print_json,
     print_table,
-    settings_from,
 )
 
 
@@ -24,9 +23,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     create.set_defaults(func=_create)
 
 
-def _create(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
-    outcomes = create_topics(admin_client(settings.kafka), worker_topics(settings.kafka))
+def _create(args: argparse.Namespace, ops: Operations) -> int:
+    outcomes = ops.admin().create_worker_topics()
     rows = [asdict(o) for o in outcomes]
     if args.json:
         print_json(rows)

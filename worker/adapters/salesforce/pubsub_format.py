@@ -1,0 +1,63 @@
+"""Pub/Sub API change events (Avro, or its JSON rendering): every field is present, a null means unchanged OR
+nulled, and only the header's lists (names, or bitmaps over the writer schema) decide which."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from worker.adapters.salesforce import bitmap
+from worker.adapters.salesforce.change_event import ChangeEvent, ChangeType
+from worker.adapters.salesforce.errors import InvalidChangeEvent
+from worker.adapters.salesforce.event_fields import (
+    SYSTEM_KEYS,
+    change_event,
+    change_type_of,
+    full_fields,
+    header_of,
+    listed_fields,
+)
+from worker.adapters.salesforce.schemas import WriterSchema
+
+
+def pubsub_event(
+    record: dict[str, Any],
+    schema: Callable[[], WriterSchema | None],
+    schema_id: str | None,
+    replay: Any,
+    event_id: Any,
+    fmt: str,
+) -> ChangeEvent:
+    """Pub/Sub semantics: every field present; null = unchanged OR nulled, only the header lists decide."""
+    header = header_of(record)
+    lists = [[str(e) for e in header.get(name) or []] for name in ("changedFields", "nulledFields", "diffFields")]
+    layout = None
+    if any(bitmap.is_bitmap(entries) for entries in lists):
+        writer = schema()
+        layout = writer.layout if writer else layout_from_keys(record)
+    changed, nulled_list, diff_list = (field_names(entries, layout) for entries in lists)
+    nulled, diffs = set(nulled_list), set(diff_list)
+    body = {k: v for k, v in record.items() if k not in SYSTEM_KEYS}
+    change_type = change_type_of(header)
+    if change_type is ChangeType.UPDATE:
+        fields = listed_fields(body, changed, nulled, diffs)
+    elif change_type in (ChangeType.CREATE, ChangeType.UNDELETE):
+        fields = full_fields(body)
+    else:
+        fields = {}
+    return change_event(fmt, header, fields, replay, event_id, schema_id)
+
+
+def field_names(entries: Sequence[Any], layout: bitmap.FieldLayout | None) -> list[str]:
+    strings = [str(e) for e in entries]
+    if not bitmap.is_bitmap(strings):
+        return strings
+    if layout is None:
+        raise InvalidChangeEvent("bitmap fields without a writer schema to decode them against")
+    return bitmap.decode(strings, layout)
+
+
+def layout_from_keys(record: Mapping[str, Any]) -> bitmap.FieldLayout:
+    """Salesforce's sample clients keep the schema's key order when they print a payload."""
+    nested = {k: tuple(v) for k, v in record.items() if isinstance(v, dict) and k != "ChangeEventHeader"}
+    return bitmap.FieldLayout(tuple(record), nested)
