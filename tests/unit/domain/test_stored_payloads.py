@@ -61,3 +61,10 @@ def test_a_snapshot_keeps_the_details_shape_of_the_stored_payloads() -> None:
     stored = next(f for f in FIXTURES if f["event_type"] == "ClientRegistered" and f["sample"] == "full")
     assert stored_text(client.snapshot()["details"]) == stored_text(stored["payload"]["details"])
     assert ClientAggregate.from_snapshot(json.loads(json.dumps(client.snapshot()))).details == client.details
+
+
+def test_a_payload_with_a_value_of_the_wrong_shape_is_refused_by_field() -> None:
+    with pytest.raises(MalformedPayload, match=r"ClientStatusChanged\.new_status"):
+        event_from_payload("ClientStatusChanged", {"old_status": "active", "new_status": "churned"}, CLIENT_ID)
+    with pytest.raises(MalformedPayload, match=r"ClientDetailsChanged\.changes: needs 2 items"):
+        event_from_payload("ClientDetailsChanged", {"changes": {"phone": [1, 2, 3]}, "change": None}, CLIENT_ID)
