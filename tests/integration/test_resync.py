@@ -16,7 +16,7 @@ from tests.harness import create_worker_topics, produce, rows, running, settings
 from worker import bootstrap
 from worker.application.errors import SourceRefused
 from worker.application.ports import FetchedClient, ScanPage
-from worker.application.resync import ResyncPolicy, Resynchronizer
+from worker.application.resync import Resynchronizer, ResyncPolicy
 from worker.config import Settings
 from worker.roles.runtime import IdleClock, Stopper
 

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from worker.domain.errors import ForbiddenStatusTransition
 from worker.domain.events import ClientDetailsChanged, ClientEvent, ClientStatusChanged
 from worker.domain.values import ChangeRef, ClientDetails, ClientStatus, StatusRule
 
-if TYPE_CHECKING:
-    from worker.domain.model import ClientAggregate
+
+class KnownClient(Protocol):
+    """What a decision needs to know of an existing client (the aggregate is one), so this module does not
+    depend on the aggregate that calls it."""
+
+    @property
+    def client_id(self) -> str: ...
+
+    @property
+    def details(self) -> ClientDetails: ...
+
+    @property
+    def status(self) -> ClientStatus: ...
 
 
 class ClientDomainService:
     @staticmethod
     def determine_event_type(
-        existing: ClientAggregate, new_details: ClientDetails, change: ChangeRef, rule: StatusRule
+        existing: KnownClient, new_details: ClientDetails, change: ChangeRef, rule: StatusRule
     ) -> list[ClientEvent]:
         """What a new state of a known client amounts to: nothing, a details change, and a status change when
         the derived status moved (checked against the business's transitions). A full record for a live client

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field, fields, replace
 from enum import StrEnum
 from typing import Any
 
+from worker.domain.codec import decode, encode
 from worker.domain.errors import UnknownAttribute
 
 
@@ -26,18 +27,12 @@ class ChangeRef:
         return (self.transaction_key, self.sequence_number, self.record_id)
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        data: dict[str, Any] = encode(self)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ChangeRef:
-        return cls(
-            record_id=str(data["record_id"]),
-            transaction_key=str(data["transaction_key"]),
-            sequence_number=int(data["sequence_number"]),
-            commit_timestamp_ms=int(data["commit_timestamp_ms"]),
-            commit_number=data.get("commit_number"),
-            last_modified_ms=data.get("last_modified_ms"),
-        )
+        return decode(cls, data)
 
 
 @dataclass(frozen=True)
@@ -54,7 +49,8 @@ class Address:
     geocode_accuracy: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        data: dict[str, Any] = encode(self)
+        return data
 
 
 ADDRESS_PARTS = tuple(f.name for f in fields(Address))
@@ -62,14 +58,14 @@ ADDRESS_PARTS = tuple(f.name for f in fields(Address))
 
 @dataclass(frozen=True)
 class ClientDetails:
-    """What the business knows of a client. ``extra`` holds unmapped Salesforce fields by their name."""
+    """What the business knows of a client. ``extra`` holds unmapped Salesforce fields by their name.
+    The field order is the stored payload's key order: plain attributes, then the address, then ``extra``."""
 
     name: str | None = None
     type: str | None = None
     industry: str | None = None
     phone: str | None = None
     website: str | None = None
-    billing_address: Address = field(default_factory=Address)
     owner_id: str | None = None
     annual_revenue: float | None = None
     employees: int | None = None
@@ -77,6 +73,7 @@ class ClientDetails:
     account_source: str | None = None
     parent_id: str | None = None
     active: str | None = None
+    billing_address: Address = field(default_factory=Address)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def get(self, path: str) -> Any:
@@ -122,16 +119,12 @@ class ClientDetails:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        data = {name: getattr(self, name) for name in PLAIN_ATTRIBUTES}
-        data["billing_address"] = self.billing_address.to_dict()
-        data["extra"] = dict(self.extra)
+        data: dict[str, Any] = encode(self)
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ClientDetails:
-        address = Address(**{part: (data.get("billing_address") or {}).get(part) for part in ADDRESS_PARTS})
-        plain = {name: data.get(name) for name in PLAIN_ATTRIBUTES}
-        return cls(**plain, billing_address=address, extra=dict(data.get("extra") or {}))
+        return decode(cls, data)
 
 
 PLAIN_ATTRIBUTES = tuple(f.name for f in fields(ClientDetails) if f.name not in ("billing_address", "extra"))
