@@ -87,6 +87,10 @@ class PostgresSettings(_Section):
     url: SecretStr = SecretStr("postgresql://worker@127.0.0.1:15432/worker")
     pool_size: int = Field(default=4, ge=1, le=100)
     connect_timeout_s: float = Field(default=5.0, gt=0)
+    require_durable: bool = Field(
+        default=False, description="Refuse to start on a server with fsync, synchronous_commit or full_page_writes "
+                                   "off (otherwise: one warning, worker_database_durable 0)."
+    )
 
 
 class SalesforceAuth(StrEnum):

@@ -56,6 +56,7 @@ class Metrics:
         self._backlog: tuple[int, float | None] = (0, None)
         self._newest_projected_ms: int | None = None
         self._circuits: dict[str, Callable[[], str]] = {}
+        self._durable: bool | None = None
         meter.create_observable_gauge("worker_consumer_lag", callbacks=[self._observe_lag],
                                       description="messages behind the end, per group, topic and partition "
                                                   "(librdkafka statistics)")
@@ -68,6 +69,9 @@ class Metrics:
                                                   "change")
         meter.create_observable_gauge("worker_circuit_state", callbacks=[self._observe_circuits],
                                       description="0 closed, 1 half-open, 2 open")
+        meter.create_observable_gauge("worker_database_durable", callbacks=[self._observe_durable],
+                                      description="1 when PostgreSQL runs with fsync, synchronous_commit and "
+                                                  "full_page_writes on, 0 when acknowledged commits can be lost")
 
     # -- command side ------------------------------------------------------------------------------------------
 
@@ -130,6 +134,9 @@ class Metrics:
 
     def watch_circuit(self, name: str, state: Callable[[], str]) -> None:
         self._circuits[name] = state
+
+    def database_durable(self, durable: bool) -> None:
+        self._durable = durable
 
     # -- relay -------------------------------------------------------------------------------------------------
 
@@ -202,6 +209,9 @@ class Metrics:
     def _observe_freshness(self, _options: CallbackOptions) -> Iterable[Observation]:
         newest = self._newest_projected_ms
         return [] if newest is None else [Observation(max(0.0, time.time() - newest / 1000))]
+
+    def _observe_durable(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [] if self._durable is None else [Observation(int(self._durable))]
 
     def _observe_circuits(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(CIRCUIT_VALUES.get(state(), -1), {"circuit": name})
