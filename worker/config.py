@@ -12,6 +12,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.logs import kafka_client_logging
+
 
 class SettingsError(Exception):
     """A setting is missing or invalid; the message is one readable line naming it."""
@@ -68,11 +70,12 @@ class KafkaSettings(_Section):
         return self.events_topic + self.dlq_suffix
 
     def client_config(self) -> dict[str, Any]:
-        """librdkafka settings shared by every client (security included)."""
+        """librdkafka settings shared by every client (security, logging and error callback included)."""
         conf: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap_servers,
             "client.id": self.client_id,
             "security.protocol": self.security_protocol.value,
+            **kafka_client_logging(),
         }
         if self.sasl_mechanism:
             conf["sasl.mechanism"] = self.sasl_mechanism
