@@ -184,6 +184,11 @@ class ObservabilitySettings(_Section):
         default="127.0.0.1", description="Address of the metrics and health servers (0.0.0.0 in containers)."
     )
     otlp_endpoint: str | None = None
+    trace_sample_ratio: float | None = Field(
+        default=None, ge=0, le=1,
+        description="Share of new traces sampled (parent-based: a sampled upstream traceparent is always followed). "
+                    "Unset: 0.01 with an OTLP endpoint; without one, tracing is off.",
+    )
     log_format: str = Field(default="auto", pattern="^(auto|json|text)$")
     log_level: str = "INFO"
 

@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any
 
 _CONTEXT: ContextVar[dict[str, Any]] = ContextVar("worker_log_context", default={})  # noqa: B039 (never mutated)
@@ -26,10 +26,24 @@ def context(**fields: Any) -> Iterator[None]:
         _CONTEXT.reset(token)
 
 
+_LAZY: ContextVar[Callable[[], dict[str, Any]] | None] = ContextVar("worker_log_lazy", default=None)
+
+
+def push_lazy(fields: Callable[[], dict[str, Any]]) -> Token[Callable[[], dict[str, Any]] | None]:
+    """Like `context`, for a hot path: `fields` is called only when a line is written. Undo with `pop_lazy`."""
+    return _LAZY.set(fields)
+
+
+def pop_lazy(token: Token[Callable[[], dict[str, Any]] | None]) -> None:
+    _LAZY.reset(token)
+
+
 class ContextFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
-        for key, value in _CONTEXT.get().items():
-            if not hasattr(record, key):
+        lazy = _LAZY.get()
+        fields = {**lazy(), **_CONTEXT.get()} if lazy is not None else _CONTEXT.get()
+        for key, value in fields.items():
+            if value is not None and not hasattr(record, key):
                 setattr(record, key, value)
         return True
 
