@@ -35,7 +35,8 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 class Metrics:
     def __init__(self, readers: Sequence[MetricReader] = ()) -> None:
         self.provider = MeterProvider(metric_readers=list(readers))
-        meter: Meter = self.provider.get_meter("salesforce-cdc-worker")
+        meter = _Inventory(self.provider.get_meter("salesforce-cdc-worker"))
+        self._meter = meter
         self._lock = threading.Lock()
         self._tally_lock = threading.Lock()
         self._tally: dict[tuple[str, str], list[Any]] = {}
@@ -79,6 +80,11 @@ class Metrics:
                                                   "change")
         meter.create_observable_gauge("worker_circuit_state", callbacks=[self._observe_circuits],
                                       description="0 closed, 1 half-open, 2 open")
+        self._resync: tuple[int, float | None] | None = None
+        meter.create_observable_gauge("worker_resync_backlog", callbacks=[self._observe_resync],
+                                      description="clients waiting for a resync from Salesforce")
+        meter.create_observable_gauge("worker_resync_oldest_age", unit="s", callbacks=[self._observe_resync_age],
+                                      description="age of the oldest resync request")
         meter.create_observable_gauge("worker_database_durable", callbacks=[self._observe_durable],
                                       description="1 when PostgreSQL runs with fsync, synchronous_commit and "
                                                   "full_page_writes on, 0 when acknowledged commits can be lost")
@@ -136,6 +142,15 @@ class Metrics:
 
     def database_durable(self, durable: bool) -> None:
         self._durable = durable
+
+    def resync_backlog(self, count: int, oldest: Any) -> None:
+        """What the resync role last saw: requests waiting, and when the oldest was made (a datetime or None)."""
+        self._resync = (count, oldest.timestamp() if oldest is not None else None)
+
+    def prometheus_names(self) -> set[str]:
+        """The series names `/metrics` shows for these instruments (the exporter's suffixes included): the
+        deployment's dashboard and alert rules are checked against them."""
+        return self._meter.prometheus_names()
 
     # -- relay -------------------------------------------------------------------------------------------------
 
@@ -209,12 +224,50 @@ class Metrics:
         newest = self._newest_projected_ms
         return [] if newest is None else [Observation(max(0.0, time.time() - newest / 1000))]
 
+    def _observe_resync(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [] if self._resync is None else [Observation(self._resync[0])]
+
+    def _observe_resync_age(self, _options: CallbackOptions) -> Iterable[Observation]:
+        if self._resync is None:
+            return []
+        oldest = self._resync[1]
+        return [Observation(max(0.0, time.time() - oldest) if oldest is not None else 0.0)]
+
     def _observe_durable(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [] if self._durable is None else [Observation(int(self._durable))]
 
     def _observe_circuits(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(CIRCUIT_VALUES.get(state(), -1), {"circuit": name})
                 for name, state in list(self._circuits.items())]
+
+
+class _Inventory:
+    """The meter, keeping a list of the instruments made through it (name, kind, unit)."""
+
+    def __init__(self, meter: Meter) -> None:
+        self._meter = meter
+        self.made: list[tuple[str, str, str]] = []
+
+    def __getattr__(self, method: str) -> Any:
+        create = getattr(self._meter, method)
+
+        def made(name: str, *args: Any, **kwargs: Any) -> Any:
+            self.made.append((name, method, kwargs.get("unit", "")))
+            return create(name, *args, **kwargs)
+
+        return made
+
+    def prometheus_names(self) -> set[str]:
+        names: set[str] = set()
+        for name, method, unit in self.made:
+            base = name + ("_seconds" if unit == "s" else "")
+            if method == "create_counter":
+                names.add(base + "_total")
+            elif method == "create_histogram":
+                names |= {base + "_bucket", base + "_sum", base + "_count"}
+            else:
+                names.add(base)
+        return names
 
 
 def start_metrics(observability: Any) -> Metrics:
