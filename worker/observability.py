@@ -35,7 +35,7 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 class Metrics:
     def __init__(self, readers: Sequence[MetricReader] = ()) -> None:
         self.provider = MeterProvider(metric_readers=list(readers))
-        meter = _Inventory(self.provider.get_meter("salesforce-cdc-worker"))
+        meter = MeterInventory(self.provider.get_meter("salesforce-cdc-worker"))
         self._meter = meter
         self._lock = threading.Lock()
         self._tally_lock = threading.Lock()
@@ -80,11 +80,6 @@ class Metrics:
                                                   "change")
         meter.create_observable_gauge("worker_circuit_state", callbacks=[self._observe_circuits],
                                       description="0 closed, 1 half-open, 2 open")
-        self._resync: tuple[int, float | None] | None = None
-        meter.create_observable_gauge("worker_resync_backlog", callbacks=[self._observe_resync],
-                                      description="clients waiting for a resync from Salesforce")
-        meter.create_observable_gauge("worker_resync_oldest_age", unit="s", callbacks=[self._observe_resync_age],
-                                      description="age of the oldest resync request")
         meter.create_observable_gauge("worker_database_durable", callbacks=[self._observe_durable],
                                       description="1 when PostgreSQL runs with fsync, synchronous_commit and "
                                                   "full_page_writes on, 0 when acknowledged commits can be lost")
@@ -142,10 +137,6 @@ class Metrics:
 
     def database_durable(self, durable: bool) -> None:
         self._durable = durable
-
-    def resync_backlog(self, count: int, oldest: Any) -> None:
-        """What the resync role last saw: requests waiting, and when the oldest was made (a datetime or None)."""
-        self._resync = (count, oldest.timestamp() if oldest is not None else None)
 
     def prometheus_names(self) -> set[str]:
         """The series names `/metrics` shows for these instruments (the exporter's suffixes included): the
@@ -224,15 +215,6 @@ class Metrics:
         newest = self._newest_projected_ms
         return [] if newest is None else [Observation(max(0.0, time.time() - newest / 1000))]
 
-    def _observe_resync(self, _options: CallbackOptions) -> Iterable[Observation]:
-        return [] if self._resync is None else [Observation(self._resync[0])]
-
-    def _observe_resync_age(self, _options: CallbackOptions) -> Iterable[Observation]:
-        if self._resync is None:
-            return []
-        oldest = self._resync[1]
-        return [Observation(max(0.0, time.time() - oldest) if oldest is not None else 0.0)]
-
     def _observe_durable(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [] if self._durable is None else [Observation(int(self._durable))]
 
@@ -241,8 +223,8 @@ class Metrics:
                 for name, state in list(self._circuits.items())]
 
 
-class _Inventory:
-    """The meter, keeping a list of the instruments made through it (name, kind, unit)."""
+class MeterInventory:
+    """A meter that keeps a list of the instruments made through it (name, kind, unit), to name their series."""
 
     def __init__(self, meter: Meter) -> None:
         self._meter = meter

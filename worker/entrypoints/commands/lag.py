@@ -49,7 +49,7 @@ def duration(seconds: float | None) -> str | None:
     if seconds is None:
         return None
     left = max(0, round(seconds))
-    parts = []
+    parts: list[str] = []
     for unit, size in _UNITS:
         if left >= size or (unit == "s" and not parts):
             parts.append(f"{left // size}{unit}")
