@@ -14,6 +14,7 @@ from worker import __version__
 from worker.adapters.kafka.consumer import BatchConsumer, consumer_config
 from worker.adapters.kafka.dlq import DeadLetterPublisher
 from worker.adapters.kafka.producer import make_producer
+from worker.adapters.postgres.durability import read_durability
 from worker.adapters.postgres.event_store import PostgresEventStore, make_pool
 from worker.adapters.postgres.outbox import PostgresOutbox
 from worker.adapters.postgres.resync_queue import PostgresResyncQueue
@@ -28,7 +29,7 @@ from worker.application.resync import Resynchronizer, ResyncPolicy
 from worker.application.unit_of_work import AggregateCache, ClientBatch
 from worker.config import Settings
 from worker.domain import StatusRule
-from worker.health import Health, Heartbeat, assignment_check, database_check
+from worker.health import DurabilityGate, Health, Heartbeat, assignment_check, database_check
 from worker.observability import Metrics
 from worker.resync_metrics import ResyncMetrics
 from worker.roles.ingest import IngestProcessor
@@ -66,8 +67,11 @@ class App:
 
 def bootstrap(settings: Settings, *, client_source: ClientSource | None = None, metrics: Metrics | None = None) -> App:
     pg = settings.postgres
-    pool = make_pool(pg.url.get_secret_value(), pg.pool_size, pg.connect_timeout_s)
     metrics = metrics or Metrics()
+    durability = DurabilityGate(partial(read_durability, pg.url.get_secret_value(), pg.connect_timeout_s),
+                                pg.require_durable, metrics.database_durable)
+    durability.start()  # before anything opens: a refusal leaves nothing to close
+    pool = make_pool(pg.url.get_secret_value(), pg.pool_size, pg.connect_timeout_s)
     source = client_source
     fetch_schema: Callable[[str], str | None] | None = None
     if source is None and settings.salesforce.auth.value != "none":
@@ -98,6 +102,7 @@ def bootstrap(settings: Settings, *, client_source: ClientSource | None = None, 
     )
     app.closers.append(pool.close)
     app.health.readiness("database", database_check(pool))
+    app.health.readiness("database durability", durability.check)
     return app
 
 

@@ -107,6 +107,21 @@ class Operations:
 
     # -- Kafka -----------------------------------------------------------------------------------------------
 
+    def database_durability(self) -> dict[str, Any]:
+        """The server's durability settings, or why they could not be read (config show still works offline)."""
+        import psycopg
+
+        from worker.adapters.postgres.durability import read_durability
+
+        pg = self.settings.postgres
+        try:
+            verdict = read_durability(pg.url.get_secret_value(), min(pg.connect_timeout_s, 3.0))
+        except psycopg.Error as exc:
+            text = str(exc).strip()
+            reason = f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+            return {"durable": None, "settings": {}, "detail": f"durability not checked: {reason}"}
+        return {"durable": verdict.durable, "settings": dict(verdict.settings), "detail": verdict.describe()}
+
     def admin(self) -> KafkaAdmin:
         from worker.adapters.kafka.cluster import KafkaAdmin
 

@@ -15,6 +15,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.logs import kafka_client_logging
+
 
 class SettingsError(Exception):
     """A setting is missing or invalid; the message is one readable line naming it."""
@@ -71,11 +73,12 @@ class KafkaSettings(_Section):
         return self.events_topic + self.dlq_suffix
 
     def client_config(self) -> dict[str, Any]:
-        """librdkafka settings shared by every client (security included)."""
+        """librdkafka settings shared by every client (security, logging and error callback included)."""
         conf: dict[str, Any] = {
             "bootstrap.servers": self.bootstrap_servers,
             "client.id": self.client_id,
             "security.protocol": self.security_protocol.value,
+            **kafka_client_logging(),
         }
         if self.sasl_mechanism:
             conf["sasl.mechanism"] = self.sasl_mechanism
@@ -90,6 +93,10 @@ class PostgresSettings(_Section):
     url: SecretStr = SecretStr("postgresql://worker@127.0.0.1:15432/worker")
     pool_size: int = Field(default=4, ge=1, le=100)
     connect_timeout_s: float = Field(default=5.0, gt=0)
+    require_durable: bool = Field(
+        default=False, description="Refuse to start on a server with fsync, synchronous_commit or full_page_writes "
+                                   "off (otherwise: one warning, worker_database_durable 0)."
+    )
 
 
 class SalesforceAuth(StrEnum):
@@ -179,6 +186,11 @@ class ObservabilitySettings(_Section):
         default="127.0.0.1", description="Address of the metrics and health servers (0.0.0.0 in containers)."
     )
     otlp_endpoint: str | None = None
+    trace_sample_ratio: float | None = Field(
+        default=None, ge=0, le=1,
+        description="Share of new traces sampled (parent-based: a sampled upstream traceparent is always followed). "
+                    "Unset: 0.01 with an OTLP endpoint; without one, tracing is off.",
+    )
     log_format: str = Field(default="auto", pattern="^(auto|json|text)$")
     log_level: str = "INFO"
 

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from worker.config import SettingsError
+
 log = logging.getLogger("worker.health")
 
 Check = Callable[[], tuple[bool, str]]
@@ -136,3 +138,59 @@ def assignment_check(consumer: Any) -> Check:
         return True, f"{len(owned)} partition(s): " + ", ".join(f"{t}[{p}]" for t, p in owned[:8])
 
     return check
+
+
+class DatabaseNotDurable(SettingsError):
+    """WORKER_POSTGRES__REQUIRE_DURABLE is set and the database is not durable, or could not be checked."""
+
+
+class DurabilityGate:
+    """The database's durability, checked once at start: a non-durable server is one warning and a gauge at 0,
+    or a refusal to start when `required`. As a readiness check it reports the verdict but passes (a test stack
+    runs without fsync on purpose); one that could not be read at start is read again, at most every `retry_s`."""
+
+    def __init__(self, read: Callable[[], Any], required: bool, report: Callable[[bool], None],
+                 retry_s: float = 30.0) -> None:
+        self._read = read
+        self._required = required
+        self._report = report
+        self._retry = Cached(self._read_late, ttl_s=retry_s)
+        self.verdict: Any = None
+
+    def start(self) -> None:
+        """Read and judge the settings; raise DatabaseNotDurable when required and not (known to be) durable."""
+        try:
+            verdict = self._read()
+        except Exception as exc:  # unreachable: the loops wait it out; the readiness check reads again later
+            if self._required:
+                raise DatabaseNotDurable(f"cannot check that PostgreSQL is durable, and "
+                                         f"WORKER_POSTGRES__REQUIRE_DURABLE is set: {_one_line(exc)}") from None
+            log.warning("PostgreSQL durability not checked yet: %s", _one_line(exc))
+            return
+        self._judge(verdict)
+
+    def check(self) -> tuple[bool, str]:
+        if self.verdict is None:
+            return self._retry()
+        return True, self.verdict.describe()
+
+    def _read_late(self) -> tuple[bool, str]:
+        self._judge(self._read())
+        return True, self.verdict.describe()
+
+    def _judge(self, verdict: Any) -> None:
+        self.verdict = verdict
+        self._report(verdict.durable)
+        if verdict.durable:
+            log.info("PostgreSQL is %s", verdict.describe())
+            return
+        if self._required:
+            raise DatabaseNotDurable(f"PostgreSQL is not durable ({', '.join(verdict.unsafe)}) and "
+                                     "WORKER_POSTGRES__REQUIRE_DURABLE is set: turn them on, or unset it")
+        log.warning("PostgreSQL is %s; set WORKER_POSTGRES__REQUIRE_DURABLE=true to refuse such a server",
+                    verdict.describe(), extra={"unsafe_settings": verdict.unsafe})
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else exc!r}"

@@ -11,11 +11,15 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import MetricReader
+from opentelemetry.trace import Status, StatusCode, set_span_in_context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from worker import logs
 
@@ -24,17 +28,24 @@ log = logging.getLogger("worker.metrics")
 OTLP_MISSING = ("WORKER_OBSERVABILITY__OTLP_ENDPOINT is set but the OTLP exporter is not installed: "
                 "pip install 'salesforce-cdc-worker[otlp]'")
 CIRCUIT_VALUES = {"closed": 0, "half-open": 1, "open": 2}
+DEFAULT_SAMPLE_RATIO = 0.01
+_PROPAGATOR = TraceContextTextMapPropagator()
 
 
 class Metrics:
     def __init__(self, readers: Sequence[MetricReader] = ()) -> None:
         self.provider = MeterProvider(metric_readers=list(readers))
-        meter: Meter = self.provider.get_meter("salesforce-cdc-worker")
+        meter = MeterInventory(self.provider.get_meter("salesforce-cdc-worker"))
+        self._meter = meter
         self._lock = threading.Lock()
+        self._tally_lock = threading.Lock()
+        self._tally: dict[tuple[str, str], list[Any]] = {}
+        self.traced = CommandTracing()  # the bus middleware (bootstrap puts it first)
         self.messages = meter.create_counter("worker_messages", description="messages consumed, by topic and outcome")
         self.dead_letters = meter.create_counter("worker_dead_letters", description="dead letters by topic, stage")
         self.commands = meter.create_counter("worker_commands", description="commands by type and outcome")
-        self.command_seconds = meter.create_histogram("worker_command_duration", unit="s")
+        self.command_seconds = meter.create_histogram(
+            "worker_command_duration", unit="s", description="mean duration of a batch's commands, by type and outcome")
         self.events_appended = meter.create_counter("worker_events_appended")
         self.skipped = meter.create_counter("worker_messages_skipped", description="skipped by reason")
         self.published = meter.create_counter("worker_events_published")
@@ -56,6 +67,7 @@ class Metrics:
         self._backlog: tuple[int, float | None] = (0, None)
         self._newest_projected_ms: int | None = None
         self._circuits: dict[str, Callable[[], str]] = {}
+        self._durable: bool | None = None
         meter.create_observable_gauge("worker_consumer_lag", callbacks=[self._observe_lag],
                                       description="messages behind the end, per group, topic and partition "
                                                   "(librdkafka statistics)")
@@ -68,46 +80,38 @@ class Metrics:
                                                   "change")
         meter.create_observable_gauge("worker_circuit_state", callbacks=[self._observe_circuits],
                                       description="0 closed, 1 half-open, 2 open")
+        meter.create_observable_gauge("worker_database_durable", callbacks=[self._observe_durable],
+                                      description="1 when PostgreSQL runs with fsync, synchronous_commit and "
+                                                  "full_page_writes on, 0 when acknowledged commits can be lost")
 
     # -- command side ------------------------------------------------------------------------------------------
 
-    def traced(self, command: Any, ctx: Any, call_next: Any) -> int:
-        """Command-bus middleware: one span per command, joined to the CDC message's W3C traceparent (or the
-        root of a new trace); the stored events carry the command span's traceparent, so the projector's span
-        joins the same trace. Log lines inside carry the correlation and causation ids and the client id."""
-        from opentelemetry import trace
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-
-        propagator = TraceContextTextMapPropagator()
-        change = getattr(command, "change", None)
-        carrier = {"traceparent": change.traceparent} if change is not None and change.traceparent else {}
-        tracer = trace.get_tracer("salesforce-cdc-worker")
-        fields = {"client_id": str(getattr(command, "client_id", "")) or None}
-        if change is not None:
-            fields.update(correlation_id=change.correlation_id, causation_id=change.causation_id,
-                          source=f"{change.source_topic}[{change.source_partition}]@{change.source_offset}")
-        with tracer.start_as_current_span(f"command {type(command).__name__}",
-                                          context=propagator.extract(carrier)) as span, logs.context(**fields):
-            span.set_attribute("client.id", fields["client_id"] or "")
-            if change is not None:
-                span.set_attribute("salesforce.transaction_key", change.transaction_key)
-                outgoing: dict[str, str] = {}
-                propagator.inject(outgoing)
-                if outgoing.get("traceparent") and outgoing["traceparent"] != change.traceparent:
-                    command = command.model_copy(
-                        update={"change": change.model_copy(update={"traceparent": outgoing["traceparent"]})})
-            events: int = call_next(command, ctx)
-            span.set_attribute("events.appended", events)
-            return events
-
     def record_command(self, command_type: str, outcome: str, seconds: float, events: int) -> None:
-        attrs = {"command": command_type, "outcome": outcome}
-        self.commands.add(1, attrs)
-        self.command_seconds.record(seconds, attrs)
-        if events:
-            self.events_appended.add(events, {"command": command_type})
+        """Tallied in memory (a few dict operations per command); the instruments see one update per batch."""
+        key = (command_type, outcome)
+        with self._tally_lock:
+            tally = self._tally.get(key)
+            if tally is None:
+                self._tally[key] = [1, seconds, events]
+            else:
+                tally[0] += 1
+                tally[1] += seconds
+                tally[2] += events
+
+    def flush_commands(self) -> None:
+        """The tallied commands into the instruments: a count per type and outcome, and the batch's mean duration
+        per type and outcome into the duration histogram."""
+        with self._tally_lock:
+            tally, self._tally = self._tally, {}
+        for (command_type, outcome), (count, seconds, events) in tally.items():
+            attrs = {"command": command_type, "outcome": outcome}
+            self.commands.add(count, attrs)
+            self.command_seconds.record(seconds / count, attrs)
+            if events:
+                self.events_appended.add(events, {"command": command_type})
 
     def ingest_batch(self, topic: str, batch: Sequence[Any], outcome: Any) -> None:
+        self.flush_commands()
         self.messages.add(len(batch), {"topic": topic})
         for letter in outcome.dead_letters:
             self.dead_letters.add(1, {"topic": topic, "stage": letter.stage.value})
@@ -130,6 +134,14 @@ class Metrics:
 
     def watch_circuit(self, name: str, state: Callable[[], str]) -> None:
         self._circuits[name] = state
+
+    def database_durable(self, durable: bool) -> None:
+        self._durable = durable
+
+    def prometheus_names(self) -> set[str]:
+        """The series names `/metrics` shows for these instruments (the exporter's suffixes included): the
+        deployment's dashboard and alert rules are checked against them."""
+        return self._meter.prometheus_names()
 
     # -- relay -------------------------------------------------------------------------------------------------
 
@@ -203,9 +215,41 @@ class Metrics:
         newest = self._newest_projected_ms
         return [] if newest is None else [Observation(max(0.0, time.time() - newest / 1000))]
 
+    def _observe_durable(self, _options: CallbackOptions) -> Iterable[Observation]:
+        return [] if self._durable is None else [Observation(int(self._durable))]
+
     def _observe_circuits(self, _options: CallbackOptions) -> Iterable[Observation]:
         return [Observation(CIRCUIT_VALUES.get(state(), -1), {"circuit": name})
                 for name, state in list(self._circuits.items())]
+
+
+class MeterInventory:
+    """A meter that keeps a list of the instruments made through it (name, kind, unit), to name their series."""
+
+    def __init__(self, meter: Meter) -> None:
+        self._meter = meter
+        self.made: list[tuple[str, str, str]] = []
+
+    def __getattr__(self, method: str) -> Any:
+        create = getattr(self._meter, method)
+
+        def made(name: str, *args: Any, **kwargs: Any) -> Any:
+            self.made.append((name, method, kwargs.get("unit", "")))
+            return create(name, *args, **kwargs)
+
+        return made
+
+    def prometheus_names(self) -> set[str]:
+        names: set[str] = set()
+        for name, method, unit in self.made:
+            base = name + ("_seconds" if unit == "s" else "")
+            if method == "create_counter":
+                names.add(base + "_total")
+            elif method == "create_histogram":
+                names |= {base + "_bucket", base + "_sum", base + "_count"}
+            else:
+                names.add(base)
+        return names
 
 
 def start_metrics(observability: Any) -> Metrics:
@@ -229,15 +273,29 @@ def start_metrics(observability: Any) -> Metrics:
     return Metrics(readers)
 
 
-def start_tracing(observability: Any) -> None:
-    """The SDK's tracer provider, so a change without a traceparent starts a trace of its own; spans are
-    exported over OTLP when an endpoint is set, otherwise they only carry the context along."""
+def trace_sample_ratio(observability: Any) -> float:
+    """The root sampling ratio: as set, else 1 % with an exporter and 0 without (spans would go nowhere)."""
+    if observability.trace_sample_ratio is not None:
+        return float(observability.trace_sample_ratio)
+    return DEFAULT_SAMPLE_RATIO if observability.otlp_endpoint else 0.0
+
+
+def start_tracing(observability: Any) -> bool:
+    """The SDK's tracer provider with a parent-based ratio sampler: a CDC message whose traceparent is sampled is
+    traced, others at the ratio. Spans are exported over OTLP when an endpoint is set. Without an exporter and
+    with no ratio set, tracing stays off (no provider: the command middleware passes commands straight through,
+    and each event carries the CDC message's own traceparent, if any). Returns whether tracing is on."""
     from opentelemetry import trace
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
-    provider = TracerProvider(resource=Resource.create({"service.name": "salesforce-cdc-worker"}))
+    ratio = trace_sample_ratio(observability)
+    if not observability.otlp_endpoint and observability.trace_sample_ratio is None:
+        return False
+    provider = TracerProvider(resource=Resource.create({"service.name": "salesforce-cdc-worker"}),
+                              sampler=ParentBased(TraceIdRatioBased(ratio)))
     if observability.otlp_endpoint:
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -245,3 +303,78 @@ def start_tracing(observability: Any) -> None:
             raise RuntimeError(OTLP_MISSING) from None
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=observability.otlp_endpoint)))
     trace.set_tracer_provider(provider)
+    log.info("traces sampled at %g (parent-based)%s", ratio, "" if observability.otlp_endpoint else
+             ", not exported: they only carry the context along")
+    return True
+
+
+def _log_fields(command: Any) -> dict[str, Any]:
+    change = getattr(command, "change", None)
+    fields: dict[str, Any] = {"client_id": getattr(command, "client_id", None)}
+    if change is not None:
+        fields.update(correlation_id=change.correlation_id, causation_id=change.causation_id,
+                      source=f"{change.source_topic}[{change.source_partition}]@{change.source_offset}")
+    return fields
+
+
+class CommandTracing:
+    """Command-bus middleware: a span per command, a child of the CDC message's W3C traceparent (or the root of a
+    new trace); a sampled command's events carry its span's traceparent, so the projector's span joins the trace.
+    An unsampled command costs a sampling decision: no attributes, no copy of the command; with no tracer provider
+    set (tracing off) not even that. Log lines inside carry the correlation and causation ids and the client id,
+    computed only when a line is written."""
+
+    def __init__(self, provider: Any = None) -> None:
+        """`provider`: a tracer provider; by default the global one, looked up at the first command."""
+        self._provider = provider
+        self._tracer: Any = None
+        self._resolved = False
+
+    def _resolve(self) -> Any:
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+
+        provider = self._provider or trace.get_tracer_provider()
+        self._tracer = provider.get_tracer("salesforce-cdc-worker") if isinstance(provider, TracerProvider) else None
+        self._resolved = True
+        return self._tracer
+
+    def __call__(self, command: Any, ctx: Any, call_next: Any) -> int:
+        tracer = self._tracer if self._resolved else self._resolve()
+        token = logs.push_lazy(partial(_log_fields, command))
+        try:
+            if tracer is None:
+                return int(call_next(command, ctx))
+            change = getattr(command, "change", None)
+            parent = _PROPAGATOR.extract({"traceparent": change.traceparent}) if (
+                change is not None and change.traceparent) else None
+            span = tracer.start_span(f"command {type(command).__name__}", context=parent)
+            attached = otel_context.attach(set_span_in_context(span))
+            try:
+                if not span.is_recording():
+                    return int(call_next(command, ctx))
+                return self._recorded(span, command, change, ctx, call_next)
+            finally:
+                otel_context.detach(attached)
+                span.end()
+        finally:
+            logs.pop_lazy(token)
+
+    @staticmethod
+    def _recorded(span: Any, command: Any, change: Any, ctx: Any, call_next: Any) -> int:
+        span.set_attribute("client.id", str(getattr(command, "client_id", None) or ""))
+        if change is not None:
+            span.set_attribute("salesforce.transaction_key", change.transaction_key)
+            outgoing: dict[str, str] = {}
+            _PROPAGATOR.inject(outgoing)
+            if outgoing.get("traceparent") and outgoing["traceparent"] != change.traceparent:
+                command = command.model_copy(
+                    update={"change": change.model_copy(update={"traceparent": outgoing["traceparent"]})})
+        try:
+            events = int(call_next(command, ctx))
+        except Exception as exc:
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            raise
+        span.set_attribute("events.appended", events)
+        return events

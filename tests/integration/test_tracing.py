@@ -15,6 +15,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from tests.cdc_factory import CdcFactory
 from tests.harness import consume_all, create_worker_topics, produce, rows, settings_for
 from worker import bootstrap
+from worker.config import ObservabilitySettings
+from worker.observability import start_tracing
 from worker.roles.runtime import IdleClock, Stopper
 
 A = "001000000000001AAA"
@@ -25,11 +27,12 @@ NO_TRACE_ID = "0a0b0c0d0e0f10111213141516171819"
 
 @pytest.fixture(scope="module")
 def spans() -> Iterator[InMemorySpanExporter]:
+    """Every trace sampled (ratio 1), spans kept in memory."""
     exporter = InMemorySpanExporter()
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        assert start_tracing(ObservabilitySettings(trace_sample_ratio=1.0))
     provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        provider = TracerProvider()
-        trace.set_tracer_provider(provider)
+    assert isinstance(provider, TracerProvider)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     yield exporter
 

@@ -24,6 +24,8 @@ from pydantic import BaseModel
 
 from worker.config import KafkaSettings, ObservabilitySettings, Settings, SettingsError, load_settings
 from worker.entrypoints.cli import build_parser
+from worker.observability import MeterInventory, Metrics
+from worker.resync_metrics import ResyncMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -32,6 +34,7 @@ COMPOSE = DEPLOY / "compose.yaml"
 DOCKERFILE = DEPLOY / "Dockerfile"
 DOCKERIGNORE = ROOT / ".dockerignore"
 KUSTOMIZATION = K8S / "kustomization.yaml"
+GRAFANA = DEPLOY / "grafana"
 
 PREFIX = "WORKER_"
 CONSUMER_ROLES = ("ingest", "projector")  # the roles that join a consumer group
@@ -647,3 +650,101 @@ def test_consumers_are_statefulsets_so_static_membership_ids_survive_rollouts() 
     ingest = deployments_by_role()["ingest"][1]
     for file, scaled in of_kind("ScaledObject"):
         assert scaled["spec"]["scaleTargetRef"].get("kind") == ingest["kind"], where(file, scaled)
+
+
+# --- dashboard and alert rules -------------------------------------------------------------------------------
+
+# Series that come from outside the worker: Prometheus itself and kube-state-metrics.
+EXTERNAL_METRICS = {"up", "kube_pod_container_status_restarts_total"}
+_PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless",
+                 "offset", "inf", "nan"}
+
+
+def promql_metrics(expr: str) -> set[str]:
+    """The metric names a PromQL expression reads: identifiers that are no function, keyword, label or variable."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"|\'[^\']*\'', "", expr)  # strings
+    text = re.sub(r"\$\{?\w+\}?", "", text)  # Grafana variables
+    text = re.sub(r"\{[^}]*\}|\[[^\]]*\]", "", text)  # label matchers, ranges
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)  # label lists
+    names = set(re.findall(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()", text))
+    return {n for n in names if n.lower() not in _PROMQL_WORDS and not re.fullmatch(r"\d.*|e\d+", n)}
+
+
+def dashboards() -> list[Path]:
+    return sorted(GRAFANA.glob("*.json"))
+
+
+def dashboard_exprs(path: Path) -> list[tuple[str, str]]:
+    """(panel title, expr) of every query of a dashboard, rows' nested panels included."""
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    panels = list(doc.get("panels") or [])
+    panels += [inner for p in panels for inner in p.get("panels") or []]
+    return [(p.get("title", "?"), t["expr"]) for p in panels for t in p.get("targets") or [] if "expr" in t]
+
+
+def alert_rules() -> list[tuple[str, dict[str, Any]]]:
+    return [(where(file, doc), rule) for file, doc in of_kind("PrometheusRule")
+            for group in doc["spec"]["groups"] for rule in group["rules"]]
+
+
+def test_promql_metric_extraction_sees_metrics_only() -> None:
+    expr = ('sum by (group, le) (rate(worker_x_total{topic="a b", pod=~"w-.*"}[$__rate_interval])) / '
+            'ignoring(le) max(up) > 0.95 and on (pod) histogram_quantile(0.5, y_bucket) offset 5m')
+    assert promql_metrics(expr) == {"worker_x_total", "up", "y_bucket"}
+
+
+def test_the_dashboard_is_valid_and_every_panel_queries_something() -> None:
+    assert dashboards(), "deploy/grafana: no dashboard"
+    for path in dashboards():
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        assert doc.get("uid") and doc.get("title"), f"{rel(path)}: no uid or title"
+        graphs = [p for p in doc["panels"] if p.get("type") != "row"]
+        empty = [p.get("title") for p in graphs if not p.get("targets")]
+        assert graphs and not empty, f"{rel(path)}: panels without a query: {empty}"
+        variables = {v["name"] for v in doc.get("templating", {}).get("list", [])}
+        unknown = {m for _, e in dashboard_exprs(path) for m in re.findall(r"\$\{?(\w+)", e)} - variables - {
+            "__rate_interval", "__interval", "__range"}
+        assert not unknown, f"{rel(path)}: queries use undefined variables {sorted(unknown)}"
+
+
+def test_alert_rules_are_complete() -> None:
+    rules = alert_rules()
+    assert rules, "deploy/k8s: no PrometheusRule"
+    problems = []
+    for at, rule in rules:
+        for key in ("alert", "expr"):
+            if not rule.get(key):
+                problems.append(f"{at}: a rule without {key}: {rule}")
+        if rule.get("labels", {}).get("severity") not in ("warning", "critical"):
+            problems.append(f"{at}: {rule.get('alert')}: severity must be warning or critical")
+        if not rule.get("annotations", {}).get("summary"):
+            problems.append(f"{at}: {rule.get('alert')}: no summary annotation")
+    assert not problems, "\n".join(problems)
+
+
+def exported_metrics() -> set[str]:
+    """Every series the worker's /metrics can show: the Metrics facade's and the resync role's."""
+    metrics = Metrics()
+    resync = MeterInventory(metrics.provider.get_meter("resync"))
+    ResyncMetrics(resync)  # type: ignore[arg-type]
+    return metrics.prometheus_names() | resync.prometheus_names()
+
+
+def test_dashboard_and_alerts_use_only_metrics_the_worker_exports() -> None:
+    exported = exported_metrics() | EXTERNAL_METRICS
+    used = [(rel(path), title, expr) for path in dashboards() for title, expr in dashboard_exprs(path)]
+    used += [(at, rule.get("alert"), rule["expr"]) for at, rule in alert_rules()]
+    unknown = [f"{source} {title!r}: {sorted(names)}" for source, title, expr in used
+               if (names := promql_metrics(str(expr)) - exported)]
+    assert not unknown, "metrics that nothing exports (typo, or a renamed metric):\n" + "\n".join(unknown)
+
+
+@pytest.mark.parametrize("metric", [
+    "worker_consumer_lag", "worker_dead_letters_total", "worker_outbox_oldest_age_seconds",
+    "worker_resync_oldest_age_seconds", "worker_resync_backlog", "worker_database_durable",
+    "kube_pod_container_status_restarts_total",
+])
+def test_operators_are_alerted_on_and_shown(metric: str) -> None:
+    assert any(metric in promql_metrics(str(rule["expr"])) for _, rule in alert_rules()), f"no alert reads {metric}"
+    assert any(metric in promql_metrics(expr) for path in dashboards() for _, expr in dashboard_exprs(path)), (
+        f"no dashboard panel shows {metric}")

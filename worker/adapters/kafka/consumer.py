@@ -57,7 +57,7 @@ class BatchConsumer:
 
     def _client(self) -> Consumer:
         if self._consumer is None:
-            self._consumer = Consumer(self._config, logger=log)
+            self._consumer = Consumer(self._config)
             self._consumer.subscribe(self._topics, on_assign=self._assigned, on_revoke=self._revoked,
                                      on_lost=self._revoked)
         return self._consumer

@@ -1,4 +1,4 @@
-"""`worker config show`: the effective settings, secrets masked."""
+"""`worker config show`: the effective settings, secrets masked, and whether the database is durable."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _show(args: argparse.Namespace, ops: Operations) -> int:
     data = masked(ops.settings)
+    database = ops.database_durability()
     if args.json:
-        print_json(data)
+        print_json({**data, "database": database})
         return 0
     for section, values in data.items():
         if isinstance(values, dict):
@@ -28,6 +29,7 @@ def _show(args: argparse.Namespace, ops: Operations) -> int:
                 print(f"WORKER_{section.upper()}__{key.upper()}={_plain(value)}")
         else:
             print(f"WORKER_{section.upper()}={_plain(values)}")
+    print(f"# PostgreSQL: {database['detail']}")
     return 0
 
 

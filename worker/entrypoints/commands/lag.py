@@ -27,11 +27,36 @@ def _lag(args: argparse.Namespace, ops: Operations) -> int:
     if args.json:
         print_json({"partitions": rows, "read_model": freshness})
         return 0
-    print_table(rows, ["group", "topic", "partition", "committed", "end", "lag"])
+    # ages are seconds in JSON, durations for people ("3d 4h"): any `*_age_s` of a row becomes an `*_age` column
+    columns = ["group", "topic", "partition", "committed", "end", "lag"]
+    ages = sorted({key for row in rows for key in row if key.endswith("_age_s")})
+    table = [{**row, **{key[:-2]: duration(row.get(key)) for key in ages}} for row in rows]
+    print_table(table, columns + [key[:-2] for key in ages])
     newest = freshness["newest_change_at"]
     age = freshness["age_s"]
-    print(f"\nread model: newest Salesforce change {newest or '-'}" + (f" ({age:.0f}s ago)" if age is not None else ""))
+    print(f"\nread model: newest Salesforce change {newest or '-'}"
+          + (f" ({duration(age)} ago)" if age is not None else ""))
     return 0
+
+
+_UNITS = (("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
+
+
+def duration(seconds: float | None) -> str | None:
+    """A duration in its two largest units: `3d 4h`, `12m 5s`, `45s` (None stays None: the table shows `-`)."""
+    if seconds is None:
+        return None
+    left = max(0, round(seconds))
+    parts: list[str] = []
+    for unit, size in _UNITS:
+        if left >= size or (unit == "s" and not parts):
+            parts.append(f"{left // size}{unit}")
+            left %= size
+        elif parts:
+            break  # `3d 0h 5m` is read as `3d`: stop at the first zero after the largest unit
+        if len(parts) == 2:
+            break
+    return " ".join(parts)
 
 
 def _freshness(ops: Operations) -> dict[str, Any]:
