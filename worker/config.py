@@ -175,7 +175,6 @@ class ResyncSettings(_Section):
     max_attempts: int = Field(default=8, ge=1, description="Failed reads of a client before it shows as failing.")
     backoff_s: float = Field(default=5.0, gt=0, description="First wait after a failed read; doubles each time.")
     failing_retry_s: float = Field(default=3600.0, gt=0, description="Wait between reads of a failing client.")
-    scan_page_size: int = Field(default=2000, ge=1, le=100_000, description="Records per full-resync page.")
     scan_poll_s: float = Field(default=2.0, gt=0, description="Wait between polls of a Bulk API query job.")
 
 

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
+import psycopg
 import pytest
 
 from tests.cdc_factory import CdcFactory
@@ -35,7 +36,7 @@ def settings(worker_env: dict[str, str], fake: FakeSalesforce) -> Settings:
     s = settings_for(worker_env, WORKER_SALESFORCE__AUTH="session", WORKER_SALESFORCE__SESSION_ID="token",
                      WORKER_SALESFORCE__INSTANCE_URL=fake.url, WORKER_RETRY__MAX_ATTEMPTS="1",
                      WORKER_RESYNC__POLL_INTERVAL_S="0.05", WORKER_RESYNC__SCAN_POLL_S="0.05",
-                     WORKER_RESYNC__BACKOFF_S="0.1")
+                     WORKER_RESYNC__BACKOFF_S="0.1", WORKER_SALESFORCE__BULK_PAGE_SIZE="40")
     create_worker_topics(s)
     return s
 
@@ -296,11 +297,15 @@ def test_a_full_resync_pages_through_one_bulk_job_resumes_after_a_restart_and_re
     dsn = settings.postgres.url.get_secret_value()
     first = resyncer(app, worker="w1")
     pages = 0
-    while pages < 2:  # start the job, then apply two pages of 40
+    for _ in range(20):  # start the job, then apply two pages of 40
         report = first.step()
         pages += report.pages
+        if pages == 2:
+            break
+    assert pages == 2
     # w1 dies here; its lease runs out and w2 resumes after the last committed page
-    rows(dsn, "UPDATE full_resync_requests SET claimed_until = now() - interval '1 second'")
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("UPDATE full_resync_requests SET claimed_until = now() - interval '1 second'")
     second = resyncer(app, worker="w2")
     drain(second)
     assert fake.count("bulk") == 1, "one query job for the whole resync"
