@@ -87,6 +87,9 @@ class PostgresSettings(_Section):
     url: SecretStr = SecretStr("postgresql://worker@127.0.0.1:15432/worker")
     pool_size: int = Field(default=4, ge=1, le=100)
     connect_timeout_s: float = Field(default=5.0, gt=0)
+    dead_peer_timeout_s: float = Field(
+        default=60.0, ge=1, description="A frozen or cut-off relay loses its lock (its session) after about this."
+    )
 
 
 class SalesforceAuth(StrEnum):
