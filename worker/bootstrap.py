@@ -34,9 +34,9 @@ from worker.observability import Metrics
 from worker.resync_metrics import ResyncMetrics
 from worker.roles.ingest import IngestProcessor
 from worker.roles.loop import ConsumerLoop
-from worker.roles.relay import OutboxRelay
+from worker.roles.relay import OutboxRelay, RelayHooks, RelaySettings
 from worker.roles.resync import DisabledResync, ResyncHooks, ResyncPacing, ResyncRole
-from worker.roles.runtime import IdleClock, Stopper
+from worker.roles.runtime import IdleClock, RoleControl, Stopper
 
 STATS_INTERVAL_MS = 5000
 
@@ -134,9 +134,8 @@ def ingest_loop(app: App, stopper: Stopper, idle: IdleClock) -> ConsumerLoop:
     consumer = _consumer(app, s.kafka.ingest_group, s.kafka.cdc_topic)
     producer = make_producer(s.kafka)
     dlq = DeadLetterPublisher(producer, s.kafka.ingest_group, s.kafka.dlq_suffix)
-    return ConsumerLoop("ingest", consumer, processor.process, dlq, s.kafka, s.retry, stopper, idle,
-                        on_batch=partial(app.metrics.ingest_batch, s.kafka.cdc_topic),
-                        heartbeat=_heartbeat(app, "ingest"), on_retry=app.metrics.retried("ingest"))
+    return ConsumerLoop("ingest", consumer, processor.process, dlq, s.kafka, _control(app, "ingest", stopper, idle),
+                        on_batch=partial(app.metrics.ingest_batch, s.kafka.cdc_topic))
 
 
 def resync_queue(app: App) -> PostgresResyncQueue:
@@ -200,18 +199,13 @@ def relay(app: App, stopper: Stopper, idle: IdleClock) -> OutboxRelay:
     s = app.settings
     codec = ClientEventCodec.from_directory()
     return OutboxRelay(
-        PostgresOutbox(s.postgres.url.get_secret_value(), s.postgres.connect_timeout_s),
+        PostgresOutbox(s.postgres.url.get_secret_value(), s.postgres.connect_timeout_s, s.postgres.dead_peer_timeout_s),
         make_producer(s.kafka),
-        s.kafka.events_topic,
         codec.encode_row,
-        s.retry,
-        stopper,
-        idle,
-        batch_size=s.kafka.batch_size,
-        on_published=app.metrics.relay_published,
-        heartbeat=_heartbeat(app, "relay"),
-        on_retry=app.metrics.retried("relay"),
-        on_backlog=app.metrics.outbox_backlog,
+        RelaySettings(s.kafka.events_topic, batch_size=s.kafka.batch_size),
+        _control(app, "relay", stopper, idle),
+        RelayHooks(on_published=app.metrics.relay_published, on_backlog=app.metrics.outbox_backlog,
+                   on_parked=app.metrics.outbox_parked),
     )
 
 
@@ -233,9 +227,9 @@ def projector_loop(app: App, stopper: Stopper, idle: IdleClock) -> ConsumerLoop:
     consumer = _consumer(app, s.kafka.projector_group, s.kafka.events_topic)
     dlq = DeadLetterPublisher(make_producer(s.kafka), s.kafka.projector_group, s.kafka.dlq_suffix)
 
-    return ConsumerLoop("projector", consumer, processor.process, dlq, s.kafka, s.retry, stopper, idle,
-                        on_batch=partial(app.metrics.projector_batch, s.kafka.events_topic),
-                        heartbeat=_heartbeat(app, "projector"), on_retry=app.metrics.retried("projector"))
+    return ConsumerLoop("projector", consumer, processor.process, dlq, s.kafka,
+                        _control(app, "projector", stopper, idle),
+                        on_batch=partial(app.metrics.projector_batch, s.kafka.events_topic))
 
 
 def _consumer(app: App, group: str, topic: str) -> BatchConsumer:
@@ -246,6 +240,11 @@ def _consumer(app: App, group: str, topic: str) -> BatchConsumer:
     consumer = BatchConsumer(conf, [topic])
     app.health.readiness(f"{group} partitions", assignment_check(consumer))
     return consumer
+
+
+def _control(app: App, role: str, stopper: Stopper, idle: IdleClock) -> RoleControl:
+    return RoleControl(stopper, idle, app.settings.retry, heartbeat=_heartbeat(app, role),
+                       on_retry=app.metrics.retried(role))
 
 
 def _heartbeat(app: App, role: str) -> Callable[[], None]:

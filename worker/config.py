@@ -97,6 +97,9 @@ class PostgresSettings(_Section):
         default=False, description="Refuse to start on a server with fsync, synchronous_commit or full_page_writes "
                                    "off (otherwise: one warning, worker_database_durable 0)."
     )
+    dead_peer_timeout_s: float = Field(
+        default=60.0, ge=1, description="A frozen or cut-off relay loses its lock (its session) after about this."
+    )
 
 
 class SalesforceAuth(StrEnum):

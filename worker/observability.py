@@ -71,6 +71,9 @@ class Metrics:
         meter.create_observable_gauge("worker_consumer_lag", callbacks=[self._observe_lag],
                                       description="messages behind the end, per group, topic and partition "
                                                   "(librdkafka statistics)")
+        self._parked = 0
+        meter.create_observable_gauge("worker_outbox_parked", callbacks=[lambda _o: [Observation(self._parked)]],
+                                      description="streams whose next outbox row cannot be published (see the log)")
         meter.create_observable_gauge("worker_outbox_backlog", callbacks=[self._observe_backlog],
                                       description="outbox rows not yet published")
         meter.create_observable_gauge("worker_outbox_oldest_age", unit="s", callbacks=[self._observe_backlog_age],
@@ -154,6 +157,9 @@ class Metrics:
             created = getattr(row, "created_at", None)
             if created is not None:
                 self.relay_delay.record(max(0.0, now - created.timestamp()))
+
+    def outbox_parked(self, streams: int) -> None:
+        self._parked = streams
 
     def outbox_backlog(self, count: int, oldest: Any) -> None:
         self._backlog = (count, oldest.timestamp() if oldest is not None else None)

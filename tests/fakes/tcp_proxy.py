@@ -1,5 +1,6 @@
-"""A loopback TCP proxy that can cut every connection and refuse new ones: a real network fault between the
-worker and a server (PostgreSQL here) without stopping the server other tests share."""
+"""A loopback TCP proxy that can cut every connection and refuse new ones, or freeze them (sockets stay open,
+nothing passes: a hung peer or a partition that sends no reset): real network faults between the worker and a
+server (PostgreSQL here) without stopping the server other tests share."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ class TcpProxy:
         self.port: int = self._listener.getsockname()[1]
         self._up = threading.Event()
         self._up.set()
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._closed = False
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
@@ -42,9 +45,16 @@ class TcpProxy:
                     sock.shutdown(socket.SHUT_RDWR)
                     sock.close()
             self._sockets.clear()
+        self._flowing.set()  # frozen pipes wake up, find their sockets closed and end
+
+    def freeze(self) -> None:
+        """Keep every connection open but pass nothing either way (new ones are accepted and frozen too) until
+        `restore()`: the kernel still acknowledges, so only timeouts above TCP notice."""
+        self._flowing.clear()
 
     def restore(self) -> None:
         self._up.set()
+        self._flowing.set()
 
     def _accept(self) -> None:
         while not self._closed:
@@ -57,6 +67,7 @@ class TcpProxy:
                 continue
             try:
                 upstream = socket.create_connection(self._target, timeout=5)
+                upstream.settimeout(None)  # an idle connection stays open (only connecting is bounded)
             except OSError:
                 client.close()
                 continue
@@ -68,7 +79,9 @@ class TcpProxy:
     def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
         try:
             while data := source.recv(65536):
+                self._flowing.wait()
                 sink.sendall(data)
+            self._flowing.wait()  # a frozen link passes no close either
         except OSError:
             pass
         finally:

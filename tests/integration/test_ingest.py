@@ -221,3 +221,27 @@ def test_a_concurrency_conflict_is_reloaded_and_retried(settings: Settings) -> N
     phones = rows(settings.postgres.url.get_secret_value(),
                   "SELECT version, payload->'changes'->'phone' FROM events WHERE stream_id = %s ORDER BY 1", (A,))
     assert phones[1:] == [(2, [None, "rival"]), (3, ["rival", "ours"])]
+
+
+def test_a_poison_message_near_1_mb_is_dead_lettered_as_a_reference_and_the_rest_is_applied(
+    settings: Settings,
+) -> None:
+    import hashlib
+
+    from confluent_kafka import Producer
+
+    k = settings.kafka
+    poison = b"\x00" + b"\xff" * 999_000  # with the reason headers it would pass the 1 MB limit
+    producer = Producer({"bootstrap.servers": k.bootstrap_servers, "message.max.bytes": 1_040_000})
+    producer.produce(k.cdc_topic, key=A.encode(), value=poison)
+    assert producer.flush(30) == 0
+    produce_changes(settings, [CdcFactory().create(A)])
+    assert run_role(settings, "ingest") == 0
+    assert event_count(settings.postgres.url.get_secret_value()) == 1
+    [letter] = consume_all(k.bootstrap_servers, k.cdc_dlq_topic)
+    headers = {key: value.decode() for key, value in letter.headers()}
+    assert letter.value() is None and letter.key() == A.encode()
+    assert headers[dlq_headers.H_ORIGINAL_OMITTED] == "value"
+    assert headers[dlq_headers.H_ORIGINAL_SIZE] == str(len(poison))
+    assert headers[dlq_headers.H_ORIGINAL_SHA256] == hashlib.sha256(poison).hexdigest()
+    assert headers[dlq_headers.H_STAGE] == "parse" and headers[dlq_headers.H_OFFSET] == "0"

@@ -53,3 +53,47 @@ def test_redelivery_is_a_no_op_and_a_version_gap_is_dead_lettered(settings: Sett
     headers = {key: value.decode() for key, value in letters[0].headers()}
     assert headers[dlq.H_STAGE] == "project" and headers[dlq.H_CLASS].endswith("VersionGap")
     assert "projected v1, got v3" in headers[dlq.H_MESSAGE]
+
+
+def test_a_rebuild_from_the_event_store_waits_for_an_append_that_took_a_lower_position(settings: Settings) -> None:
+    """bigserial order is not commit order: a slower writer holds position p while a faster one commits p+1.
+    The rebuild must not page past p and skip that event (the client's next events would be gaps)."""
+    import threading
+
+    import psycopg
+
+    from tests.conftest import wait_for
+    from tests.harness import register
+    from worker.application.handlers import HandlerContext
+    from worker.roles.rebuild import rebuild_from_event_store
+
+    first, late, fast = "001000000000001AAA", "001000000000002AAA", "001000000000003AAA"
+    dsn = settings.postgres.url.get_secret_value()
+    app = bootstrap.bootstrap(settings)
+    try:
+        def append(client_id: str) -> None:
+            batch = app.new_batch()
+            app.bus.handle(register(client_id), HandlerContext(batch, app.rule))
+            batch.commit()
+
+        append(first)
+        with psycopg.connect(dsn) as slow:  # takes the next position and does not commit yet
+            slow.execute(
+                "INSERT INTO events (stream_id, version, event_id, event_type, schema_version, payload, metadata)"
+                " SELECT %s, version, gen_random_uuid(), event_type, schema_version, payload,"
+                " jsonb_set(metadata, '{event_id}', to_jsonb(gen_random_uuid()::text)) FROM events"
+                " WHERE stream_id = %s", (late, first))
+            append(fast)  # a higher position, committed first
+            done: dict[str, int] = {}
+            rebuild = threading.Thread(target=lambda: done.setdefault(
+                "events", rebuild_from_event_store(app.store, bootstrap.read_models(app), lambda *_: None)))
+            rebuild.start()
+            wait_for(lambda: rows(dsn, "SELECT count(*) FROM pg_locks WHERE relation = 'events'::regclass"
+                                       " AND NOT granted")[0][0] > 0, what="the rebuild to wait for the append")
+            slow.commit()
+        rebuild.join(30)
+        assert not rebuild.is_alive()
+    finally:
+        app.close()
+    assert done["events"] == 3
+    assert rows(dsn, "SELECT client_id FROM client_summary ORDER BY 1") == [(first,), (late,), (fast,)]

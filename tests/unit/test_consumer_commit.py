@@ -1,44 +1,186 @@
-"""Committing after a batch: a commit the group refuses because it rebalanced meanwhile is not a crash (the next
-owner redelivers, handling is idempotent); any other commit failure still is."""
+"""Committing after a batch, against a fake librdkafka consumer that fails on cue: a commit a rebalance refused is
+committed again while this member still holds the partition (no phantom lag); per-partition errors are not
+discarded; a coordinator that is moving or out of reach is a transient fault, anything else still a bug."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from tests.harness import StubMessage
+from tests.fakes.kafka import FakeProducer, OffsetMessage
 from worker.adapters.kafka.consumer import BatchConsumer
+from worker.adapters.kafka.dlq import DeadLetter, DeadLetterPublisher
+from worker.config import KafkaSettings, RetrySettings
+from worker.roles.failures import Kind, classify
+from worker.roles.loop import ConsumerLoop
+from worker.roles.runtime import IdleClock, RoleControl, Stopper
 
 
-class RefusingClient:
-    def __init__(self, code: int) -> None:
-        self.code = code
-        self.calls: list[Any] = []
-
-    def commit(self, offsets: Any, asynchronous: bool) -> None:
-        self.calls.append(offsets)
-        raise KafkaException(KafkaError(self.code))
+@dataclass
+class PartitionResult:
+    topic: str
+    partition: int
+    offset: int
+    error: KafkaError | None = None
 
 
-def consumer_with(client: RefusingClient) -> BatchConsumer:
+@dataclass
+class FakeClient:
+    """Each commit takes the next answer: an error code to raise, a {partition: code} of per-partition errors,
+    or None (success)."""
+
+    answers: list[Any] = field(default_factory=list)
+    commits: list[dict[tuple[str, int], int]] = field(default_factory=list)
+    batches: list[list[Any]] = field(default_factory=list)
+
+    def commit(self, offsets: Any, asynchronous: bool) -> list[PartitionResult]:
+        assert asynchronous is False
+        self.commits.append({(tp.topic, tp.partition): tp.offset for tp in offsets})
+        answer = self.answers.pop(0) if self.answers else None
+        if isinstance(answer, int):
+            raise KafkaException(KafkaError(answer))
+        errors = answer or {}
+        return [PartitionResult(tp.topic, tp.partition, tp.offset,
+                                KafkaError(errors[tp.partition]) if tp.partition in errors else None)
+                for tp in offsets]
+
+    def consume(self, _n: int, _timeout: float) -> list[Any]:
+        return self.batches.pop(0) if self.batches else []
+
+    def pause(self, _p: Any) -> None: ...
+
+    def resume(self, _p: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def consumer_with(client: FakeClient, partitions: Sequence[int] = (0,)) -> BatchConsumer:
     consumer = BatchConsumer({}, ["t"])
     consumer._consumer = client  # type: ignore[assignment]
-    message = StubMessage()
-    consumer.assignment = {(message.topic(), message.partition())}
+    consumer.assignment = {("t", p) for p in partitions}
+    consumer.joined = True
     return consumer
 
 
-@pytest.mark.parametrize("code", [KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS,
-                                  KafkaError.UNKNOWN_MEMBER_ID])
-def test_a_commit_refused_by_a_rebalance_is_logged_not_raised(code: int, caplog: pytest.LogCaptureFixture) -> None:
-    client = RefusingClient(code)
-    consumer_with(client).commit([StubMessage()])
-    assert len(client.calls) == 1 and "commit refused by a rebalance" in caplog.text
+REBALANCED = [KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS, KafkaError.UNKNOWN_MEMBER_ID]
 
 
-def test_any_other_commit_failure_still_raises() -> None:
-    client = RefusingClient(KafkaError._TRANSPORT)
-    with pytest.raises(KafkaException):
-        consumer_with(client).commit([StubMessage()])
+@pytest.mark.parametrize("code", REBALANCED)
+def test_a_commit_refused_by_a_rebalance_is_committed_again_while_the_partition_is_still_ours(code: int) -> None:
+    client = FakeClient(answers=[code])
+    consumer = consumer_with(client)
+    consumer.commit([OffsetMessage(offset_=255)])
+    assert consumer.uncommitted == {("t", 0): 256}
+    # cooperative-sticky kept the partition and no new data arrives: the next poll commits what was refused
+    assert consumer.consume(10, 0.01) == []
+    assert client.commits == [{("t", 0): 256}, {("t", 0): 256}]
+    assert consumer.uncommitted == {}
+
+
+def test_offsets_refused_while_the_rebalance_lasts_are_tried_again_until_they_are_committed() -> None:
+    client = FakeClient(answers=[KafkaError.REBALANCE_IN_PROGRESS, KafkaError.REBALANCE_IN_PROGRESS, None])
+    consumer = consumer_with(client)
+    consumer.commit([OffsetMessage(offset_=9)])
+    consumer.consume(10, 0.01)
+    assert consumer.uncommitted == {("t", 0): 10}
+    consumer._recommit_at = 0.0  # the throttle between attempts has passed
+    consumer.consume(10, 0.01)
+    assert consumer.uncommitted == {} and len(client.commits) == 3
+
+
+def test_refused_offsets_of_a_partition_revoked_meanwhile_are_left_to_its_new_owner() -> None:
+    client = FakeClient(answers=[KafkaError.ILLEGAL_GENERATION])
+    consumer = consumer_with(client, partitions=(0, 1))
+    consumer.commit([OffsetMessage(partition_=0, offset_=4), OffsetMessage(partition_=1, offset_=7)])
+    from confluent_kafka import TopicPartition
+
+    consumer._revoked(None, [TopicPartition("t", 1)])  # type: ignore[arg-type]
+    consumer.consume(10, 0.01)
+    assert client.commits[-1] == {("t", 0): 5}
+    assert consumer.uncommitted == {}
+
+
+def test_a_refused_offset_rides_along_with_the_next_commit_and_never_goes_backwards() -> None:
+    client = FakeClient(answers=[KafkaError.ILLEGAL_GENERATION, None])
+    consumer = consumer_with(client, partitions=(0, 1))
+    consumer.commit([OffsetMessage(partition_=0, offset_=4), OffsetMessage(partition_=1, offset_=2)])
+    consumer.commit([OffsetMessage(partition_=0, offset_=8)])
+    assert client.commits[-1] == {("t", 0): 9, ("t", 1): 3}
+    assert consumer.uncommitted == {}
+
+
+def test_a_per_partition_commit_error_is_not_discarded() -> None:
+    client = FakeClient(answers=[{1: KafkaError.OFFSET_METADATA_TOO_LARGE}])
+    consumer = consumer_with(client, partitions=(0, 1))
+    with pytest.raises(KafkaException) as raised:
+        consumer.commit([OffsetMessage(partition_=0, offset_=1), OffsetMessage(partition_=1, offset_=1)])
+    assert raised.value.args[0].code() == KafkaError.OFFSET_METADATA_TOO_LARGE
+
+
+def test_a_per_partition_refusal_by_a_rebalance_is_remembered_too() -> None:
+    client = FakeClient(answers=[{1: KafkaError.ILLEGAL_GENERATION}])
+    consumer = consumer_with(client, partitions=(0, 1))
+    consumer.commit([OffsetMessage(partition_=0, offset_=1), OffsetMessage(partition_=1, offset_=3)])
+    assert consumer.uncommitted == {("t", 1): 4}
+
+
+@pytest.mark.parametrize("code", [KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.NOT_COORDINATOR,
+                                  KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.REQUEST_TIMED_OUT,
+                                  KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._WAIT_COORD])
+def test_a_coordinator_moving_or_out_of_reach_makes_a_commit_failure_transient(code: int) -> None:
+    consumer = consumer_with(FakeClient(answers=[code]))
+    with pytest.raises(KafkaException) as raised:
+        consumer.commit([OffsetMessage()])
+    assert classify(raised.value) is Kind.TRANSIENT
+
+
+@pytest.mark.parametrize("code", [KafkaError.GROUP_AUTHORIZATION_FAILED, KafkaError.INVALID_COMMIT_OFFSET_SIZE])
+def test_any_other_commit_failure_is_still_a_bug(code: int) -> None:
+    consumer = consumer_with(FakeClient(answers=[code]))
+    with pytest.raises(KafkaException) as raised:
+        consumer.commit([OffsetMessage()])
+    assert classify(raised.value) is Kind.BUG
+
+
+@dataclass
+class Handled:
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+
+
+def loop_over(client: FakeClient, handle: Any = None) -> ConsumerLoop:
+    consumer = consumer_with(client)
+    kafka = KafkaSettings(batch_timeout_s=0.01)
+    retry = RetrySettings(initial_backoff_s=0.001, max_backoff_s=0.01)
+    control = RoleControl(Stopper(), IdleClock(0.05), retry)
+    dlq = DeadLetterPublisher(FakeProducer(), "g")  # type: ignore[arg-type]
+    return ConsumerLoop("test", consumer, handle or (lambda _batch: Handled()), dlq, kafka, control)
+
+
+def test_the_loop_retries_a_commit_while_the_coordinator_moves_and_exits_cleanly() -> None:
+    client = FakeClient(answers=[KafkaError.NOT_COORDINATOR], batches=[[OffsetMessage(offset_=3)]])
+    assert loop_over(client).run() == 0
+    assert client.commits == [{("t", 0): 4}, {("t", 0): 4}]
+
+
+def test_exit_when_idle_waits_until_offsets_a_rebalance_refused_are_committed() -> None:
+    client = FakeClient(answers=[KafkaError.REBALANCE_IN_PROGRESS], batches=[[OffsetMessage(offset_=255)]])
+    loop = loop_over(client)
+    assert loop.run() == 0
+    assert client.commits[-1] == {("t", 0): 256} and loop._consumer.uncommitted == {}
+
+
+def test_a_misconfiguration_stops_the_loop_with_one_error_line_and_exit_1(caplog: pytest.LogCaptureFixture) -> None:
+    from worker.adapters.salesforce.schemas import SchemaRegistryRefused
+
+    def handle(_batch: Any) -> Handled:
+        raise SchemaRegistryRefused("the Schema Registry at http://sr refused the worker (HTTP 401)")
+
+    client = FakeClient(batches=[[OffsetMessage(offset_=3)]])
+    assert loop_over(client, handle).run() == 1
+    [record] = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "HTTP 401" in record.getMessage() and record.exc_info is None
+    assert client.commits == []  # nothing committed past it

@@ -98,13 +98,18 @@ ADAPTER_VALUES: dict[str, set[str] | None] = {  # module -> names allowed (None:
     "worker.adapters.kafka.reset_plan": None,
     # what a role hands to the dead-letter publisher, the error the failure classifier knows, and the header
     # names `dlq show` prints
-    "worker.adapters.kafka.dlq": {"DeadLetter", "Stage", "DeadLetterNotDelivered", "H_ATTEMPTS", "H_GROUP",
+    "worker.adapters.kafka.dlq": {"DeadLetter", "Stage", "DeadLetterNotDelivered", "DeadLetterTopicUnusable", "H_ATTEMPTS", "H_GROUP",
                                   "H_MESSAGE", "H_STACKTRACE", "H_WORKER_VERSION"},
     "worker.adapters.kafka.dlq_reader": {"DeadLetterFilter"},  # which dead letters a command selects
     "worker.adapters.postgres.outbox": {"OutboxRow"},  # one outbox row, as the relay encodes it
     # error types the failure classifier sorts into poison and transient
-    "worker.adapters.kafka.producer": {"PublishFailed"},
+    "worker.adapters.kafka.producer": {"PublishFailed",
+                                       # how long a delivery report may take: the relay waits that long
+                                       "DELIVERY_MARGIN_S", "MESSAGE_TIMEOUT_MS"},
     "worker.adapters.salesforce.errors": {"ChangeEventParseError"},
+    # errors that need an operator: a role stops on them with one line
+    "worker.adapters.salesforce.schemas": {"SchemaRegistryRefused"},
+    "worker.adapters.avro": {"UnknownEventSchema"},  # a row the relay parks (no writer schema in this version)
     "worker.adapters.salesforce.api_errors": {"SalesforceUnavailable"},
 }
 # Known debts, each to be removed, never added to: ConsumerLoop's and OutboxRelay's constructors still name

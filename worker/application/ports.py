@@ -240,8 +240,13 @@ class ClientSource(Protocol):
 class EventLog(Protocol):
     """Every stream's events in global order: what a rebuild of the read models replays."""
 
-    def read_all(self, after_position: int, limit: int) -> list[StoredEvent]:
-        """Up to ``limit`` events whose global position is after ``after_position``, in that order."""
+    def read_all(self, after_position: int, limit: int, up_to: int | None = None) -> list[StoredEvent]:
+        """Up to ``limit`` events whose global position is after ``after_position`` (and at most ``up_to``), in
+        that order."""
+        ...
+
+    def settled_position(self) -> int:
+        """A position no transaction can still commit an event at or below (waits for appends under way)."""
         ...
 
 

@@ -13,9 +13,9 @@ from confluent_kafka import Message
 from worker.adapters.kafka.consumer import BatchConsumer
 from worker.adapters.kafka.dlq import DeadLetter, DeadLetterPublisher
 from worker.adapters.kafka.types import where
-from worker.config import KafkaSettings, RetrySettings
+from worker.config import KafkaSettings
 from worker.roles.failures import Kind, classify
-from worker.roles.runtime import IdleClock, Stopper, StopRequested, retry_transient
+from worker.roles.runtime import RoleControl, StopRequested, retry_transient, stopped_by
 
 log = logging.getLogger("worker.loop")
 
@@ -26,6 +26,8 @@ class Outcome(Protocol):
 
 
 class ConsumerLoop:
+    """Runs one consumer role: ``handle`` turns a batch into effects (committed) and dead letters."""
+
     def __init__(
         self,
         name: str,
@@ -33,30 +35,26 @@ class ConsumerLoop:
         handle: Callable[[Sequence[Message]], Outcome],
         dlq: DeadLetterPublisher,
         kafka: KafkaSettings,
-        retry: RetrySettings,
-        stopper: Stopper,
-        idle: IdleClock,
+        control: RoleControl,
+        *,
         background: Callable[[], int] | None = None,
         on_batch: Callable[[Sequence[Message], Outcome], None] | None = None,
-        heartbeat: Callable[[], None] | None = None,
-        on_retry: Callable[[BaseException, int], None] | None = None,
     ) -> None:
-        self._heartbeat = heartbeat or (lambda: None)
-        self._on_retry = on_retry
         self.name = name
         self._consumer = consumer
         self._handle = handle
         self._dlq = dlq
         self._kafka = kafka
-        self._retry = retry
-        self._stopper = stopper
-        self._idle = idle
+        self._control = control
+        self._stopper = control.stopper
+        self._idle = control.idle
+        self._heartbeat = control.heartbeat
         self._background = background
         self._on_batch = on_batch
         self._paused = False
 
     def run(self) -> int:
-        """Until stopped (exit 0) or a bug (exit 1, nothing committed past it)."""
+        """Until stopped (exit 0) or a bug or misconfiguration (exit 1, nothing committed past it)."""
         batch: Sequence[Message] = ()
         try:
             while not self._stopper.stopping:
@@ -71,7 +69,7 @@ class ConsumerLoop:
                 worked = self._background() if self._background else 0
                 if worked:
                     self._idle.busy()
-                if not batch and not worked and self._idle.expired():
+                if not batch and not worked and self._idle.expired() and not self._consumer.uncommitted:
                     log.info("%s: idle, stopping", self.name)
                     break
         except StopRequested:
@@ -80,8 +78,7 @@ class ConsumerLoop:
             if classify(exc) is not Kind.BUG:
                 raise
             span = f"{where(batch[0])}..{where(batch[-1])}" if batch else "(no batch)"
-            log.exception("%s: unclassified failure at %s; stopping without committing past it", self.name, span)
-            return 1
+            return stopped_by(self.name, exc, span)
         finally:
             self._consumer.close()
         return 0
@@ -96,23 +93,20 @@ class ConsumerLoop:
             self._dlq.flush()
             return outcome
 
+        retry = self._control.retry
         outcome = retry_transient(
-            attempt, self._retry, self._stopper, what=f"{self.name} batch at {where(batch[0])}",
-            wait=self._paused_wait, on_retry=self._retried,
+            attempt, retry, self._stopper, what=f"{self.name} batch at {where(batch[0])}",
+            wait=self._paused_wait, on_retry=self._control.retried,
         )
         if self._paused:
             self._consumer.resume_all()
             self._paused = False
-        # 6. commit offsets, synchronously (a broker hiccup is retried like any transient fault)
-        retry_transient(lambda: self._consumer.commit(batch), self._retry, self._stopper,
-                        what=f"{self.name} commit at {where(batch[0])}", on_retry=self._retried)
+        # 6. commit offsets, synchronously (the coordinator moving or out of reach is retried like any transient
+        #    fault; a commit a rebalance refused is committed again once this member holds the partition)
+        retry_transient(lambda: self._consumer.commit(batch), retry, self._stopper,
+                        what=f"{self.name} commit at {where(batch[0])}", on_retry=self._control.retried)
         if self._on_batch:
             self._on_batch(batch, outcome)
-
-    def _retried(self, error: BaseException, attempt: int) -> None:
-        self._heartbeat()  # waiting out an outage is alive
-        if self._on_retry:
-            self._on_retry(error, attempt)
 
     def _paused_wait(self, seconds: float) -> None:
         """Back off with the partitions paused, still polling so max.poll.interval.ms is never exceeded."""

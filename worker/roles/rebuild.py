@@ -23,9 +23,13 @@ def rebuild_from_event_store(
     upcasters: Upcasters = DEFAULT_UPCASTERS,
     page: int = 2000,
 ) -> int:
+    """Truncate, then project every event up to the position settled now (appends under way are waited for:
+    paging past a position that a slower transaction commits later would skip its event, and that client's
+    next events would be gaps). Later events reach the projector through the topic, past its committed offsets."""
+    horizon = log.settled_position()
     models.truncate()
     position, done = 0, 0
-    while events := log.read_all(position, page):
+    while events := log.read_all(position, page, up_to=horizon):
         with models.session() as session:
             rows: dict[str, Any] = session.load({e.stream_id for e in events})
             changed, history = set(), []

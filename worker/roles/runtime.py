@@ -7,10 +7,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
+from worker.adapters.kafka.dlq import DeadLetterTopicUnusable
+from worker.adapters.salesforce.schemas import SchemaRegistryRefused
 from worker.config import RetrySettings, backoff
 from worker.roles.failures import Kind, classify
 
@@ -63,6 +66,41 @@ class IdleClock:
         if self._limit is None or (self._after is not None and not self._after()):
             return False
         return time.monotonic() - self._last >= self._limit
+
+
+def _nothing() -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class RoleControl:
+    """What runs a role's loop: its stop signal, idle clock and retry policy, and the hooks that report it alive
+    (``heartbeat``) and count its retries (``on_retry``)."""
+
+    stopper: Stopper
+    idle: IdleClock
+    retry: RetrySettings
+    heartbeat: Callable[[], None] = _nothing
+    on_retry: Callable[[BaseException, int], None] | None = None
+
+    def retried(self, error: BaseException, attempt: int) -> None:
+        self.heartbeat()  # waiting out an outage is alive
+        if self.on_retry:
+            self.on_retry(error, attempt)
+
+
+# Failures no retry and no code change fixes: a setting, a topic or a permission. One line says what to do.
+OPERATOR_ERRORS: tuple[type[BaseException], ...] = (DeadLetterTopicUnusable, SchemaRegistryRefused)
+
+
+def stopped_by(role: str, error: BaseException, where: str) -> int:
+    """Log why ``role`` stops on ``error`` (neither transient nor poison) and return the exit code, 1."""
+    if isinstance(error, OPERATOR_ERRORS):
+        log.error("%s: stopping at %s: %s", role, where, error)
+    else:
+        log.exception("%s: unclassified failure at %s; stopping without committing past it", role, where,
+                      exc_info=error)
+    return 1
 
 
 def retry_transient(

@@ -37,8 +37,27 @@ def consumer_config(kafka: KafkaSettings, group_id: str, **extra: Any) -> dict[s
     return conf
 
 
-_REBALANCED = {KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS, KafkaError.UNKNOWN_MEMBER_ID}
+# The group moved on between consume() and commit(): the commit is refused, but under cooperative-sticky this
+# member usually keeps the partition (its position already past the batch), so the offset is remembered and
+# committed again once the rebalance is over.
+_REBALANCED = {KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS, KafkaError.UNKNOWN_MEMBER_ID,
+               KafkaError._IN_PROGRESS, KafkaError._ASSIGNMENT_LOST, KafkaError.STALE_MEMBER_EPOCH}
+# librdkafka reports none of these as retriable() from a synchronous commit, yet each is the coordinator moving,
+# loading or out of reach: retry with backoff (the Java client retries them too).
+TRANSIENT_COMMIT_ERRORS = {
+    KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError.REQUEST_TIMED_OUT, KafkaError.NETWORK_EXCEPTION,
+    KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError._WAIT_COORD, KafkaError._ALL_BROKERS_DOWN, KafkaError._RETRY, KafkaError.UNSTABLE_OFFSET_COMMIT,
+}
 _DRAIN_S = 0.05  # a poll that brings nothing for this long means what had arrived is drained
+_RECOMMIT_EVERY_S = 0.5
+
+
+def commit_error(error: KafkaError) -> KafkaException:
+    """The exception for a failed commit, retriable() when its code is a transient one."""
+    if error.code() in TRANSIENT_COMMIT_ERRORS and not error.retriable():
+        error = KafkaError(error.code(), error.str(), retriable=True)
+    return KafkaException(error)
 
 
 class BatchConsumer:
@@ -54,6 +73,8 @@ class BatchConsumer:
         self._consumer: Consumer | None = None
         self.assignment: set[tuple[str, int]] = set()
         self.joined = False  # the group handed us an assignment (possibly empty) at least once
+        self._refused: dict[tuple[str, int], int] = {}
+        self._recommit_at = 0.0
 
     def _client(self) -> Consumer:
         if self._consumer is None:
@@ -67,6 +88,8 @@ class BatchConsumer:
         waits for a full batch or the timeout: up to `timeout_s` of latency at low rates); broker-level errors
         are raised (fatal) or logged (transient)."""
         client = self._client()
+        if self._refused:
+            self._recommit()
         deadline = time.monotonic() + timeout_s
         polled: list[Message] = []
         while len(polled) < max_messages:
@@ -89,29 +112,82 @@ class BatchConsumer:
         return batch
 
     def commit(self, messages: Sequence[Message]) -> None:
-        """Commit, synchronously, the offset after the last message of each partition in ``messages``."""
+        """Commit, synchronously, the offset after the last message of each partition in ``messages`` (and any
+        offset a rebalance refused earlier). A transient failure raises a retriable KafkaException."""
         offsets: dict[tuple[str, int], int] = {}
         for message in messages:
             key = (message.topic() or "", message.partition() or 0)
             offsets[key] = max(offsets.get(key, -1), (message.offset() or 0) + 1)
-        owned = [TopicPartition(t, p, o) for (t, p), o in offsets.items() if (t, p) in self.assignment]
-        if owned:
-            try:
-                self._client().commit(offsets=owned, asynchronous=False)
-            except KafkaException as exc:
-                code = exc.args[0].code() if exc.args and isinstance(exc.args[0], KafkaError) else None
-                if code not in _REBALANCED:
-                    raise
-                # The group moved on between consume() and commit: these partitions now belong to the next
-                # generation, whose owner redelivers from the last committed offset. The database transaction is
-                # already committed and handling is idempotent, so nothing is lost and nothing is doubled.
-                log.warning("commit refused by a rebalance (%s); the new owner redelivers %s", exc.args[0].name(),
-                            _names(owned))
-                return
+        owned = {tp: o for tp, o in offsets.items() if tp in self.assignment}
         lost = len(offsets) - len(owned)
         if lost:
             # Revoked meanwhile: the new owner redelivers them, and handling is idempotent.
             log.info("skipped commit for %d revoked partition(s)", lost)
+        self._commit(owned)
+
+    def _commit(self, offsets: dict[tuple[str, int], int]) -> None:
+        # 1. what to commit: these offsets plus those a rebalance refused, for partitions we still own
+        merged = {tp: o for tp, o in self._refused.items() if tp in self.assignment}
+        for tp, offset in offsets.items():
+            merged[tp] = max(merged.get(tp, -1), offset)
+        if not merged:
+            return
+        wanted = [TopicPartition(t, p, o) for (t, p), o in sorted(merged.items())]
+        # 2. commit; a refusal by a rebalance is remembered, not raised
+        try:
+            result = self._client().commit(offsets=wanted, asynchronous=False)
+        except KafkaException as exc:
+            error = _error_of(exc)
+            if error is not None and error.code() == KafkaError._NO_OFFSET:
+                result = None
+            elif error is not None and error.code() in _REBALANCED:
+                self._remember(merged, error)
+                return
+            else:
+                raise commit_error(error) if error is not None else exc from None
+        # 3. per-partition errors (a successful request can still refuse some partitions)
+        failed = {(tp.topic, tp.partition): tp.error for tp in result or [] if tp.error is not None}
+        for tp in merged.keys() - failed.keys():
+            if self._refused.get(tp, -1) <= merged[tp]:
+                self._refused.pop(tp, None)
+        refused = {tp: merged[tp] for tp, e in failed.items() if e.code() in _REBALANCED}
+        if refused:
+            self._remember(refused, next(failed[tp] for tp in refused))
+        for tp, error in failed.items():
+            if tp not in refused:
+                log.warning("commit of %s[%d] failed: %s", tp[0], tp[1], error)
+                raise commit_error(error)
+
+    def _remember(self, offsets: dict[tuple[str, int], int], error: KafkaError) -> None:
+        new = {tp: o for tp, o in offsets.items() if self._refused.get(tp, -1) < o}
+        self._refused.update(new)
+        if not new:
+            return
+        # The database transaction is committed and handling is idempotent: whoever owns these partitions after
+        # the rebalance either is us (the offsets are committed again below) or redelivers from the last commit.
+        log.warning("commit refused by a rebalance (%s); committing %s again once it is over", error.name(),
+                    ", ".join(f"{t}[{p}]@{o}" for (t, p), o in sorted(new.items())))
+
+    def _recommit(self) -> None:
+        """Commit the offsets a rebalance refused, for partitions this member still holds (else a partition
+        whose position is already past them shows lag until new data arrives, and never again if none does)."""
+        self._refused = {tp: o for tp, o in self._refused.items() if tp in self.assignment}
+        if not self._refused or time.monotonic() < self._recommit_at:
+            return
+        self._recommit_at = time.monotonic() + _RECOMMIT_EVERY_S
+        try:
+            self._commit({})
+        except KafkaException as exc:
+            if not getattr(_error_of(exc), "retriable", lambda: False)():
+                raise
+            log.info("refused offsets not committed yet: %s", exc)
+        if not self._refused:
+            log.info("offsets refused by the rebalance are committed")
+
+    @property
+    def uncommitted(self) -> dict[tuple[str, int], int]:
+        """Offsets refused by a rebalance and not committed yet."""
+        return dict(self._refused)
 
     def pause_all(self) -> None:
         parts = self._partitions()
@@ -135,6 +211,12 @@ class BatchConsumer:
 
     def close(self) -> None:
         if self._consumer is not None:
+            if self._refused:
+                self._recommit_at = 0.0
+                try:
+                    self._recommit()
+                except KafkaException as exc:  # the next owner redelivers them
+                    log.warning("offsets refused by a rebalance were not committed before closing: %s", exc)
             self._consumer.close()
             self._consumer = None
 
@@ -150,7 +232,13 @@ class BatchConsumer:
         # Offsets are committed synchronously after every batch, before the next consume(), so nothing
         # processed is uncommitted when a revoke arrives (it is only delivered inside consume()).
         self.assignment -= {(tp.topic, tp.partition) for tp in partitions}
+        for tp in partitions:  # the next owner redelivers from the last committed offset
+            self._refused.pop((tp.topic, tp.partition), None)
         log.info("revoked %s", _names(partitions))
+
+
+def _error_of(exc: KafkaException) -> KafkaError | None:
+    return exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
 
 
 def _names(partitions: list[TopicPartition]) -> str:

@@ -8,6 +8,16 @@ from confluent_kafka import Producer
 
 from worker.config import KafkaSettings
 
+MESSAGE_TIMEOUT_MS = 60_000  # librdkafka reports every record within this (delivered or failed)
+MESSAGE_MAX_BYTES = 1_000_000  # produce() refuses a larger record (the broker's default limit is ~1 MiB too)
+DELIVERY_MARGIN_S = 5.0
+
+
+def delivery_timeout_s(config: dict[str, Any]) -> float:
+    """How long a flush must wait for every delivery report: the producer's message timeout plus a margin (a
+    shorter flush gives up on a record the producer may still deliver, and the retry sends a second copy)."""
+    return int(config.get("message.timeout.ms", MESSAGE_TIMEOUT_MS)) / 1000 + DELIVERY_MARGIN_S
+
 
 def producer_config(kafka: KafkaSettings, **extra: Any) -> dict[str, Any]:
     return {
@@ -16,7 +26,8 @@ def producer_config(kafka: KafkaSettings, **extra: Any) -> dict[str, Any]:
         "acks": "all",
         "compression.type": "lz4",
         "linger.ms": 5,
-        "message.timeout.ms": 60_000,
+        "message.timeout.ms": MESSAGE_TIMEOUT_MS,
+        "message.max.bytes": MESSAGE_MAX_BYTES,
         **extra,
     }
 

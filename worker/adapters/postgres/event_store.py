@@ -73,8 +73,13 @@ _SCAN_SEEN = (
 )
 _READ_ALL = (
     "SELECT stream_id, version, event_type, schema_version, payload, metadata, global_position FROM events"
-    " WHERE global_position > %s ORDER BY global_position LIMIT %s"
+    " WHERE global_position > %s AND global_position <= %s ORDER BY global_position LIMIT %s"
 )
+# bigserial order is not commit order: a writer that took a lower position may commit after a higher one is
+# visible. SHARE mode waits for every transaction appending now (and holds new ones back for that instant), so
+# every position at or below the max read then is settled; later appends take higher positions.
+_LOCK_APPENDS = "LOCK TABLE events IN SHARE MODE"
+_MAX_POSITION = "SELECT coalesce(max(global_position), 0) FROM events"
 
 
 def make_pool(dsn: str, size: int, connect_timeout_s: float) -> ConnectionPool:
@@ -170,10 +175,18 @@ class PostgresEventStore:
             if changes.scan_progress is not None:
                 _write_scan_progress(cur, changes.scan_progress)
 
-    def read_all(self, after_position: int, limit: int) -> list[StoredEvent]:
-        """Events of every stream in global order (rebuilds)."""
+    def settled_position(self) -> int:
+        """A position no transaction can still commit an event at or below (waits for the appends under way)."""
         with self._conn() as conn:
-            rows = conn.execute(_READ_ALL, (after_position, limit)).fetchall()
+            conn.execute(_LOCK_APPENDS)
+            row = conn.execute(_MAX_POSITION).fetchone()
+        return int(row[0]) if row else 0
+
+    def read_all(self, after_position: int, limit: int, up_to: int | None = None) -> list[StoredEvent]:
+        """Events of every stream in global order (rebuilds), up to ``up_to`` (a `settled_position()`)."""
+        with self._conn() as conn:
+            rows = conn.execute(_READ_ALL, (after_position, up_to if up_to is not None else 2**63 - 1,
+                                            limit)).fetchall()
         return [StoredEvent(*row) for row in rows]
 
 

@@ -1,5 +1,7 @@
-"""The outbox, read by the relay: unpublished rows in position order, deleted once published; one active relay
-(advisory lock)."""
+"""The outbox, read by the relay: unpublished rows in position order; one active relay (advisory lock).
+
+The lock lives as long as the relay's session, so a relay that freezes or is cut off must lose the session
+soon: TCP keepalives and tcp_user_timeout on both ends, and the server ends a session idle for that long."""
 
 from __future__ import annotations
 
@@ -12,12 +14,23 @@ import psycopg
 _RELAY_LOCK = 7_402_113_002
 _UNPUBLISHED = (
     "SELECT position, event_id::text, stream_id, version, event_type, schema_version, payload, metadata,"
-    " created_at FROM outbox ORDER BY position LIMIT %s"
+    " created_at FROM outbox WHERE stream_id <> ALL(%s) ORDER BY position LIMIT %s"
 )
 # Published rows are deleted, not marked: the outbox is a queue (the events table is the record), so it stays
 # as small as the backlog instead of growing by every event and every UPDATE's dead tuple.
 _DELETE = "DELETE FROM outbox WHERE position = ANY(%s)"
 _BACKLOG = "SELECT count(*), min(created_at) FROM outbox"
+_TOUCH = "SELECT 1"
+_SERVER_TIMEOUTS = (
+    "SELECT set_config('tcp_keepalives_idle', %(idle)s, false), set_config('tcp_keepalives_interval', %(every)s,"
+    " false), set_config('tcp_keepalives_count', %(count)s, false), set_config('tcp_user_timeout', %(ms)s, false)"
+)
+_IDLE_SESSION_TIMEOUT = "SELECT set_config('idle_session_timeout', %s, false)"  # PostgreSQL 14+
+_KEEPALIVE_COUNT = 4
+
+
+class LeadLost(psycopg.OperationalError):
+    """The session that held the relay lock ended (and the lock with it): start over from `lead()`."""
 
 
 @dataclass(frozen=True)
@@ -34,19 +47,49 @@ class OutboxRow:
 
 
 class PostgresOutbox:
-    """Holds its own connection: the advisory lock lives as long as the session."""
+    """Holds its own connection: the advisory lock lives as long as the session. ``dead_peer_timeout_s``: how
+    long a frozen or unreachable peer may keep it (either end gives up on the session after about that long)."""
 
-    def __init__(self, dsn: str, connect_timeout_s: float = 5.0) -> None:
+    def __init__(self, dsn: str, connect_timeout_s: float = 5.0, dead_peer_timeout_s: float = 60.0) -> None:
         self._dsn = dsn
         self._timeout = max(1, int(connect_timeout_s))
+        self._dead_peer_s = max(1.0, dead_peer_timeout_s)
         self._conn: psycopg.Connection[Any] | None = None
         self._leading = False
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
             self._leading = False  # a new session holds no lock
-            self._conn = psycopg.connect(self._dsn, autocommit=True, connect_timeout=self._timeout)
+            self._conn = self._connect()
         return self._conn
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        seconds = self._dead_peer_s
+        idle, every = max(1, int(seconds / 4)), max(1, int(seconds / 8))
+        # the relay's end: a server that stops answering is given up after `seconds`
+        conn = psycopg.connect(
+            self._dsn, autocommit=True, connect_timeout=self._timeout, keepalives=1, keepalives_idle=idle,
+            keepalives_interval=every, keepalives_count=_KEEPALIVE_COUNT, tcp_user_timeout=int(seconds * 1000),
+        )
+        try:
+            # the server's end: a relay host that vanishes, or a session left idle (a frozen relay queries every
+            # step, so only a frozen or cut-off one is idle that long), ends the session and frees the lock
+            conn.execute(_SERVER_TIMEOUTS, {"idle": str(idle), "every": str(every), "count": str(_KEEPALIVE_COUNT),
+                                            "ms": str(int(seconds * 1000))})
+            if conn.info.server_version >= 140000:
+                conn.execute(_IDLE_SESSION_TIMEOUT, (str(int(seconds * 1000)),))
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _session(self) -> psycopg.Connection[Any]:
+        """The session that took the lock; if it ended, so did the lock (another relay may lead by now)."""
+        conn = self._conn
+        if conn is None or conn.closed or conn.broken:
+            self._leading = False
+            raise LeadLost("the relay's database session ended, and its advisory lock with it")
+        return conn
 
     def lead(self) -> bool:
         """Be the active relay: take the lock unless this session holds it already (lost on reconnect)."""
@@ -56,14 +99,19 @@ class PostgresOutbox:
             self._leading = bool(row and row[0])
         return self._leading
 
-    def unpublished(self, limit: int) -> list[OutboxRow]:
-        rows = self._connection().execute(_UNPUBLISHED, (limit,)).fetchall()
+    def unpublished(self, limit: int, held_back: Sequence[str] = ()) -> list[OutboxRow]:
+        """The oldest unpublished rows, leaving out the streams in ``held_back``."""
+        rows = self._session().execute(_UNPUBLISHED, (list(held_back), limit)).fetchall()
         return [OutboxRow(*row) for row in rows]
 
     def delete_published(self, positions: Sequence[int]) -> None:
         """Delete the rows the broker acknowledged."""
         if positions:
-            self._connection().execute(_DELETE, (list(positions),))
+            self._session().execute(_DELETE, (list(positions),))
+
+    def touch(self) -> None:
+        """Show the server the session is alive (while the relay waits for the broker)."""
+        self._session().execute(_TOUCH)
 
     def backlog(self) -> tuple[int, Any]:
         row = self._connection().execute(_BACKLOG).fetchone()

@@ -98,21 +98,51 @@ class SchemaResolver:
         return (self._directory / name).read_text(encoding="utf-8") if name else None
 
 
+class SchemaRegistryRefused(Exception):
+    """The Schema Registry refused us (401/403, or another 4xx than 404): a setting or a permission is wrong, and
+    no retry will fix it."""
+
+
 def registry_fetch(url: str, timeout_s: float = 10.0) -> Callable[[str], str | None]:
-    """Writer schemas of Confluent-framed records (`registry:<id>`) from a Schema Registry's REST API."""
+    """Writer schemas of Confluent-framed records (`registry:<id>`) from a Schema Registry's REST API.
+
+    404: `UnknownSchema` (the record is dead-lettered, stage parse); 401/403 and other 4xx:
+    `SchemaRegistryRefused` (the worker stops with one line); 5xx, 429 and network faults: transient."""
     import requests
+
+    base = url.rstrip("/")
 
     def fetch(schema_id: str) -> str | None:
         if not schema_id.startswith("registry:"):
             return None
-        response = requests.get(f"{url.rstrip('/')}/schemas/ids/{schema_id.split(':', 1)[1]}", timeout=timeout_s)
-        if response.status_code == 404:
-            return None
-        response.raise_for_status()
+        number = schema_id.split(":", 1)[1]
+        response = requests.get(f"{base}/schemas/ids/{number}", timeout=timeout_s)
+        status = response.status_code
+        if status == 404:
+            raise UnknownSchema(f"the Schema Registry at {base} has no schema with id {number} (HTTP 404: "
+                                f"{_reason(response)}); register it, then replay the dead letter")
+        if status in (401, 403):
+            raise SchemaRegistryRefused(
+                f"the Schema Registry at {base} refused the worker (HTTP {status}: {_reason(response)}): check "
+                "WORKER_KAFKA__SCHEMA_REGISTRY_URL and the registry's credentials and permissions")
+        if 400 <= status < 500 and status not in (408, 429):
+            raise SchemaRegistryRefused(
+                f"the Schema Registry at {base} refused the request for schema id {number} "
+                f"(HTTP {status}: {_reason(response)})")
+        response.raise_for_status()  # 5xx, 408, 429: requests.HTTPError, retried as transient
         schema: str = response.json()["schema"]
         return schema
 
     return fetch
+
+
+def _reason(response: Any) -> str:
+    """The registry's `message` field, else the start of the body."""
+    try:
+        body = response.json()
+    except ValueError:
+        return (response.text or response.reason or "")[:200]
+    return str(body.get("message") if isinstance(body, dict) and body.get("message") else body)[:200]
 
 
 def first_of(*fetchers: Callable[[str], str | None] | None) -> Callable[[str], str | None]:
