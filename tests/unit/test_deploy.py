@@ -38,7 +38,7 @@ GRAFANA = DEPLOY / "grafana"
 
 PREFIX = "WORKER_"
 CONSUMER_ROLES = ("ingest", "projector")  # the roles that join a consumer group
-ROLES = ("ingest", "relay", "projector")
+ROLES = ("ingest", "resync", "relay", "projector")
 MIN_GRACE_S = 30
 
 KAFKA = KafkaSettings()
