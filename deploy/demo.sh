@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo on the local stack: migrate, topics, a bundled set of CDC messages (every change type, a merged
-# multi-record update, a gap resynced from a local stand-in of Salesforce's REST API, a redelivery, another
+# multi-record update, a gap healed by the resync role from a local stand-in of Salesforce's REST API, a redelivery, another
 # entity, a CometD message, a poison message), the worker until idle, then the clients and the dead letters.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,15 +22,17 @@ export WORKER_SALESFORCE__AUTH=session WORKER_SALESFORCE__SESSION_ID=demo \
   WORKER_SALESFORCE__INSTANCE_URL="http://127.0.0.1:$SF_PORT"
 
 "${W[@]}" cdc produce deploy/demo/changes.jsonl deploy/demo/poison.json
-echo "running ingest, relay and projector until idle..."
+echo "running ingest, resync, relay and projector until idle..."
 "${W[@]}" run all --exit-when-idle 3
 
 echo; echo "== clients (read model) =="
 "${W[@]}" query clients --include-deleted --limit 20
 echo; echo "== clients by status =="
 "${W[@]}" query counts
-echo; echo "== a client after a gap and its resync from Salesforce =="
+echo; echo "== a client after a gap, healed by the resync role reading Salesforce =="
 "${W[@]}" query client 0015g00000DEMO6AAA
+echo; echo "== the resync role's queue (empty: every gap healed) =="
+"${W[@]}" resync status
 echo; echo "== dead letters =="
 "${W[@]}" dlq list
 FIRST="$("${W[@]}" dlq list --json | "$PY" -c 'import json, sys; rows = json.load(sys.stdin); print(rows[0]["dlq"] if rows else "")')"
