@@ -366,3 +366,32 @@ def _utc(seconds: int) -> Any:
     from datetime import UTC, datetime
 
     return datetime.fromtimestamp(seconds, UTC)
+
+
+def test_without_credentials_resync_says_it_is_disabled_everywhere(
+    worker_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from worker.entrypoints.cli import main
+
+    settings = settings_for(worker_env)  # WORKER_SALESFORCE__AUTH=none, the default
+    app = bootstrap.bootstrap(settings)
+    try:
+        bootstrap.resync_queue(app).request([A, B], "a gap")
+        stopper = Stopper()
+        role = bootstrap.resync_role(app, stopper, IdleClock(0.1))
+        caplog.set_level(logging.WARNING, "worker.resync")
+        assert role.run() == 0
+        assert any("resync is disabled" in r.getMessage() and "2 client(s) wait" in r.getMessage()
+                   for r in caplog.records)
+        _, report = app.health.report("ready")
+        assert report["checks"]["resync"]["detail"].startswith("disabled: no Salesforce credentials")
+    finally:
+        app.close()
+    for key, value in worker_env.items():
+        monkeypatch.setenv(key, value)
+    assert main(["resync", "status"]) == 0
+    shown = capsys.readouterr().out
+    assert "DISABLED: no Salesforce credentials" in shown and "backlog         2 client(s)" in shown
+    assert main(["run", "resync"]) == 1
+    assert "cannot read Salesforce" in capsys.readouterr().err
