@@ -98,8 +98,8 @@ ADAPTER_VALUES: dict[str, set[str] | None] = {  # module -> names allowed (None:
     "worker.adapters.kafka.reset_plan": None,
     # what a role hands to the dead-letter publisher, the error the failure classifier knows, and the header
     # names `dlq show` prints
-    "worker.adapters.kafka.dlq": {"DeadLetter", "Stage", "DeadLetterNotDelivered", "DeadLetterTopicUnusable", "H_ATTEMPTS", "H_GROUP",
-                                  "H_MESSAGE", "H_STACKTRACE", "H_WORKER_VERSION"},
+    "worker.adapters.kafka.dlq": {"DeadLetter", "Stage", "DeadLetterNotDelivered", "DeadLetterTopicUnusable",
+                                  "H_ATTEMPTS", "H_GROUP", "H_MESSAGE", "H_STACKTRACE", "H_WORKER_VERSION"},
     "worker.adapters.kafka.dlq_reader": {"DeadLetterFilter"},  # which dead letters a command selects
     "worker.adapters.postgres.outbox": {"OutboxRow"},  # one outbox row, as the relay encodes it
     # error types the failure classifier sorts into poison and transient
