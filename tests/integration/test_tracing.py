@@ -16,8 +16,8 @@ from tests.cdc_factory import CdcFactory
 from tests.harness import consume_all, create_worker_topics, produce, rows, settings_for
 from worker import bootstrap
 from worker.config import ObservabilitySettings
-from worker.observability import start_tracing
 from worker.roles.runtime import IdleClock, Stopper
+from worker.tracing import start_tracing
 
 A = "001000000000001AAA"
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"

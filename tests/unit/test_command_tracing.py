@@ -17,7 +17,8 @@ from opentelemetry.trace import NoOpTracerProvider
 
 from worker import logs
 from worker.config import ObservabilitySettings
-from worker.observability import CommandTracing, Metrics, trace_sample_ratio
+from worker.observability import Metrics
+from worker.tracing import CommandTracing, trace_sample_ratio
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 UNSAMPLED = f"00-{TRACE_ID}-00f067aa0ba902b7-00"

@@ -30,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _run(args: argparse.Namespace, ops: Operations) -> int:
-    from worker.observability import start_metrics, start_tracing
+    from worker.observability import start_metrics
+    from worker.tracing import start_tracing
 
     settings = ops.settings
     obs = settings.observability
