@@ -143,6 +143,22 @@ class Operations:
 
         return self._once("dlq_reader", lambda: DeadLetterReader(self.settings.kafka))
 
+    def resync_queue(self) -> Any:
+        from worker.adapters.postgres.resync_queue import PostgresResyncQueue
+
+        return self._once("resync_queue", lambda: PostgresResyncQueue(self._pool()))
+
+    @staticmethod
+    def client_id(raw: str) -> str | None:
+        """An Account id in its 18-character form, None when ``raw`` is not one."""
+        from worker.adapters.salesforce.errors import ChangeEventParseError
+        from worker.adapters.salesforce.ids import normalize_id
+
+        try:
+            return normalize_id(raw.strip())
+        except ChangeEventParseError:
+            return None
+
     def dlq_replayer(self) -> DeadLetterReplayer:
         from worker.adapters.kafka.dlq_replay import DeadLetterReplayer
 

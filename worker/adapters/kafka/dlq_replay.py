@@ -16,6 +16,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from worker.adapters.kafka import dlq
+from worker.adapters.kafka.dlq import H_ORIGINAL_OMITTED
 from worker.adapters.kafka.dlq_reader import DeadLetterRecord
 from worker.adapters.postgres.dlq_audit import ReplayAudit, ReplayRecord
 
@@ -120,6 +121,11 @@ def replay(
 def _verdict(record: DeadLetterRecord, max_replays: int, already: set[str] | None) -> ReplayOutcome | None:
     if record.original_topic is None or record.original_partition is None:
         return ReplayOutcome(record, "refused", "no original topic/partition headers: not a worker dead letter")
+    if record.headers.get(H_ORIGINAL_OMITTED):
+        return ReplayOutcome(record, "refused",
+                             f"the original {record.headers[H_ORIGINAL_OMITTED]} was too large to keep in the dead "
+                             "letter (size and sha256 in its headers): replay it from the original topic at its "
+                             "offset (`worker offsets reset` / `worker replay ingest`) or by hand")
     if record.replay_count >= max_replays:
         return ReplayOutcome(record, "refused",
                              f"replayed {record.replay_count} times already (limit WORKER_DLQ_MAX_REPLAYS="

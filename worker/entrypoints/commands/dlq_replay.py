@@ -34,16 +34,33 @@ def replay(args: argparse.Namespace, ops: Operations) -> int:
     except LookupError as exc:  # no audit table
         raise CliError(str(exc)) from None
     counts = Counter(o.result for o in outcomes)
+    healed = _heal(ops, topic, outcomes) if not args.dry_run else []
     if args.json:
         print_json({"dry_run": args.dry_run, "topic": topic, "counts": dict(counts),
-                    "replays": [o.row() for o in outcomes]})
+                    "replays": [o.row() for o in outcomes], "resync_queued": healed})
     else:
         print_table([o.row() for o in outcomes], ["dlq", "target", "error", "replays", "result", "detail"])
         summary = ", ".join(f"{n} {result}" for result, n in sorted(counts.items())) or "nothing selected"
         print(f"{'dry run: ' if args.dry_run else ''}{summary}")
         if counts.get("published"):
             print("Replaying is safe: the worker recognizes changes it already applied and appends nothing for them.")
+        if healed:
+            print(f"{len(healed)} client(s) queued for a resync: a replayed change older than its client's last change "
+                  "is not applied, so the resync role reads their current record from Salesforce "
+                  "(`worker resync status`).")
     return EXIT_ERROR if counts.get("failed") else 0
+
+
+def _heal(ops: Operations, topic: str, outcomes: list[Any]) -> list[str]:
+    """The clients of CDC changes replayed: queued for a read from Salesforce, so a change too old to be applied
+    (the client moved on meanwhile) still ends in the client's true state."""
+    if topic != ops.settings.kafka.cdc_dlq_topic:
+        return []
+    keys = [o.record.key.decode("utf-8", "replace") for o in outcomes if o.result == "published" and o.record.key]
+    ids = sorted({cid for cid in map(ops.client_id, keys) if cid})
+    if ids:
+        ops.resync_queue().request(ids, "its change was replayed from the dead-letter topic (`worker dlq replay`)")
+    return ids
 
 
 def _progress(total: int) -> Any:
