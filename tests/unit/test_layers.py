@@ -103,7 +103,7 @@ ADAPTER_VALUES: dict[str, set[str] | None] = {  # module -> names allowed (None:
     "worker.adapters.kafka.dlq_reader": {"DeadLetterFilter"},  # which dead letters a command selects
     "worker.adapters.postgres.outbox": {"OutboxRow"},  # one outbox row, as the relay encodes it
     # error types the failure classifier sorts into poison and transient
-    "worker.adapters.kafka.producer": {"PublishFailed",
+    "worker.adapters.kafka.producer": {"PublishFailed", "TopicUnusable",
                                        # how long a delivery report may take: the relay waits that long
                                        "DELIVERY_MARGIN_S", "MESSAGE_TIMEOUT_MS"},
     "worker.adapters.salesforce.errors": {"ChangeEventParseError"},

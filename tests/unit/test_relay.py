@@ -11,7 +11,7 @@ from confluent_kafka import KafkaError
 
 from tests.fakes.kafka import FakeProducer, Produced
 from worker.adapters.avro import UnknownEventSchema
-from worker.adapters.kafka.producer import PublishFailed
+from worker.adapters.kafka.producer import PublishFailed, TopicUnusable
 from worker.adapters.postgres.outbox import OutboxRow
 from worker.config import RetrySettings
 from worker.roles.relay import OutboxRelay, RelayHooks, RelaySettings, acknowledged_prefix
@@ -111,3 +111,13 @@ def test_a_row_the_broker_refuses_as_too_large_parks_its_stream() -> None:
     relay = relay_of(outbox, FakeProducer(outcome=outcome))
     assert relay.step() == 1
     assert outbox.left() == [(A, 1)] and set(relay.parked) == {A}
+
+
+def test_a_missing_events_topic_stops_the_relay_with_one_line_naming_it(caplog: pytest.LogCaptureFixture) -> None:
+    outbox = FakeOutbox([row(1, A, 1)])
+    relay = relay_of(outbox, FakeProducer(outcome=lambda _r: KafkaError.UNKNOWN_TOPIC_OR_PART))
+    with pytest.raises(TopicUnusable, match="'client.events' does not exist.*worker topics create"):
+        relay.step()
+    assert outbox.left() == [(A, 1)]
+    assert relay.run() == 1  # not retried forever: an operator must create it
+    assert any("worker topics create" in r.getMessage() for r in caplog.records)

@@ -19,7 +19,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from worker.adapters.avro import UnknownEventSchema
-from worker.adapters.kafka.producer import DELIVERY_MARGIN_S, MESSAGE_TIMEOUT_MS, PublishFailed
+from worker.adapters.kafka.producer import DELIVERY_MARGIN_S, MESSAGE_TIMEOUT_MS, PublishFailed, TopicUnusable
 from worker.adapters.postgres.outbox import OutboxRow, PostgresOutbox
 from worker.roles.failures import Kind, classify
 from worker.roles.runtime import RoleControl, StopRequested, retry_transient, stopped_by
@@ -145,6 +145,9 @@ class OutboxRelay:
         if hooks.on_published:
             hooks.on_published(done)
         errors = [e for e in reports.values() if e is not None and e.code() not in _TOO_LARGE]
+        unusable = next((e for e in errors if TopicUnusable.applies(e)), None)
+        if unusable is not None:
+            raise TopicUnusable(self._settings.topic, unusable)
         if errors or remaining:
             missing = len(sent) - len(reports)
             raise PublishFailed(f"{len(errors) + missing} of {len(sent)} not acknowledged: {errors[:3]}")
@@ -164,6 +167,8 @@ class OutboxRelay:
                                    headers=event_headers(row), on_delivery=report)
         except KafkaException as exc:
             error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+            if TopicUnusable.applies(error):
+                raise TopicUnusable(self._settings.topic, error) from None  # type: ignore[arg-type]
             if error is None or error.code() not in _TOO_LARGE:
                 raise
             self._park(row, f"{len(value)} bytes encoded, more than the producer's message.max.bytes")

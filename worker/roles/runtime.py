@@ -13,6 +13,7 @@ from typing import TypeVar
 from tenacity import RetryCallState, Retrying, retry_if_exception
 
 from worker.adapters.kafka.dlq import DeadLetterTopicUnusable
+from worker.adapters.kafka.producer import TopicUnusable
 from worker.adapters.salesforce.schemas import SchemaRegistryRefused
 from worker.config import RetrySettings, backoff
 from worker.roles.failures import Kind, classify
@@ -90,7 +91,7 @@ class RoleControl:
 
 
 # Failures no retry and no code change fixes: a setting, a topic or a permission. One line says what to do.
-OPERATOR_ERRORS: tuple[type[BaseException], ...] = (DeadLetterTopicUnusable, SchemaRegistryRefused)
+OPERATOR_ERRORS: tuple[type[BaseException], ...] = (DeadLetterTopicUnusable, SchemaRegistryRefused, TopicUnusable)
 
 
 def stopped_by(role: str, error: BaseException, where: str) -> int:

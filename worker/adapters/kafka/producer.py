@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Producer
 
 from worker.config import KafkaSettings
 
@@ -34,6 +34,26 @@ def producer_config(kafka: KafkaSettings, **extra: Any) -> dict[str, Any]:
 
 def make_producer(kafka: KafkaSettings, **extra: Any) -> Producer:
     return Producer(producer_config(kafka, **extra))
+
+
+class TopicUnusable(Exception):
+    """The topic we publish to does not exist, or we may not write to it: an operator must act (retrying would
+    only stall the outbox)."""
+
+    MISSING = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC})
+    FORBIDDEN = frozenset({KafkaError.TOPIC_AUTHORIZATION_FAILED, KafkaError.CLUSTER_AUTHORIZATION_FAILED})
+
+    def __init__(self, topic: str, error: KafkaError) -> None:
+        if error.code() in self.FORBIDDEN:
+            what, fix = f"this principal may not write to {topic!r} ({error.str()})", "grant it WRITE on the topic"
+        else:
+            what, fix = f"the topic {topic!r} does not exist ({error.str()})", "create it with `worker topics create`"
+        super().__init__(f"{what}: {fix}, then start the worker again")
+        self.topic = topic
+
+    @classmethod
+    def applies(cls, error: KafkaError | None) -> bool:
+        return error is not None and error.code() in cls.MISSING | cls.FORBIDDEN
 
 
 class PublishFailed(Exception):
