@@ -116,7 +116,7 @@ def test_a_row_the_broker_refuses_as_too_large_parks_its_stream() -> None:
 def test_a_missing_events_topic_stops_the_relay_with_one_line_naming_it(caplog: pytest.LogCaptureFixture) -> None:
     outbox = FakeOutbox([row(1, A, 1)])
     relay = relay_of(outbox, FakeProducer(outcome=lambda _r: KafkaError.UNKNOWN_TOPIC_OR_PART))
-    with pytest.raises(TopicUnusable, match="'client.events' does not exist.*worker topics create"):
+    with pytest.raises(TopicUnusable, match=r"'client\.events' does not exist.*worker topics create"):
         relay.step()
     assert outbox.left() == [(A, 1)]
     assert relay.run() == 1  # not retried forever: an operator must create it
