@@ -20,7 +20,6 @@ from worker.adapters.postgres.outbox import PostgresOutbox
 from worker.adapters.postgres.resync_queue import PostgresResyncQueue
 from worker.adapters.salesforce.decoder import CdcDecoder
 from worker.adapters.salesforce.errors import ChangeEventParseError
-from worker.adapters.salesforce.ids import normalize_id
 from worker.adapters.salesforce.mapping import FieldMapping
 from worker.adapters.salesforce.schemas import SchemaResolver, first_of, registry_fetch
 from worker.application.bus import CommandBus, default_middleware
@@ -142,10 +141,11 @@ def resync_queue(app: App) -> PostgresResyncQueue:
     return PostgresResyncQueue(app.pool)
 
 
-def resync_disabled_reason(settings: Settings, source: ClientSource | None) -> str | None:
+def resync_disabled_reason(settings: Settings, can_read_salesforce: object) -> str | None:
+    """Why the resync role cannot run (``can_read_salesforce``: a ClientSource, or whether one is configured)."""
     if not settings.features.resync_enabled:
         return "WORKER_FEATURES__RESYNC_ENABLED=false"
-    if source is None:
+    if not can_read_salesforce:
         return "no Salesforce credentials (WORKER_SALESFORCE__AUTH=none)"
     return None
 
@@ -178,14 +178,6 @@ def resync_role(app: App, stopper: Stopper, idle: IdleClock) -> ResyncRole | Dis
     )
     app.health.readiness("resync", role.ready)
     return role
-
-
-def normalize_client_id(raw: str) -> str:
-    """An Account id typed by an operator, in its 18-character form; ValueError when it is not one."""
-    try:
-        return normalize_id(raw.strip())
-    except ChangeEventParseError as exc:
-        raise ValueError(str(exc)) from None
 
 
 def worker_id(settings: Settings) -> str:

@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _run(args: argparse.Namespace, ops: Operations) -> int:
-    from worker import bootstrap
+    from worker.bootstrap import resync_disabled_reason
 
     if args.ids == ["status"]:
         if args.all:
@@ -48,35 +48,31 @@ def _run(args: argparse.Namespace, ops: Operations) -> int:
     else:
         raise CliError("give client ids, --all, or status (not both ids and --all)", EXIT_USAGE)
     settings = ops.settings
-    app = bootstrap.bootstrap(settings)
-    try:
-        queue = bootstrap.resync_queue(app)
-        reason = args.reason or f"requested by {_operator()} (worker resync)"
-        if action == "status":
-            _status(args, queue, settings, bootstrap.resync_disabled_reason(settings, app.client_source))
-        elif action == "all":
-            queued = queue.request_full(reason, None)
-            print("full resync queued" if queued else "a full resync is already pending: nothing new queued")
-        else:
-            ids = _normalized(args.ids, bootstrap.normalize_client_id)
-            count = queue.request(ids, reason)
-            print(f"{count} client(s) queued for a read from Salesforce")
-        disabled = bootstrap.resync_disabled_reason(settings, app.client_source)
-        if disabled and action != "status":
-            print(f"note: resync is disabled in this configuration ({disabled}); the request waits for a worker "
-                  "that can read Salesforce")
-    finally:
-        app.close()
+    disabled = resync_disabled_reason(settings, settings.salesforce.auth.value != "none")
+    queue = ops.resync_queue()
+    reason = args.reason or f"requested by {_operator()} (worker resync)"
+    if action == "status":
+        _status(args, queue, settings, disabled)
+        return 0
+    if action == "all":
+        queued = queue.request_full(reason, None)
+        print("full resync queued" if queued else "a full resync is already pending: nothing new queued")
+    else:
+        count = queue.request(_normalized(args.ids, ops.client_id), reason)
+        print(f"{count} client(s) queued for a read from Salesforce")
+    if disabled:
+        print(f"note: resync is disabled in this configuration ({disabled}); the request waits for a worker "
+              "that can read Salesforce")
     return 0
 
 
 def _normalized(ids: list[str], normalize: Any) -> list[str]:
     out = []
     for raw in ids:
-        try:
-            out.append(normalize(raw))
-        except ValueError as exc:
-            raise CliError(f"{exc} (an Account id has 15 or 18 letters and digits)", EXIT_USAGE) from None
+        client_id = normalize(raw)
+        if client_id is None:
+            raise CliError(f"not a Salesforce Account id: {raw!r} (15 or 18 letters and digits)", EXIT_USAGE)
+        out.append(client_id)
     return sorted(set(out))
 
 
