@@ -69,6 +69,10 @@ def _record_ids(doc: dict[str, Any]) -> list[str]:
     return list(payload["ChangeEventHeader"]["recordIds"])
 
 
+def hostile(draw: Any) -> Any:
+    return copy.deepcopy(draw(st.sampled_from(HOSTILE)))  # never the shared object: a later mutation edits it
+
+
 @st.composite
 def hostile_messages(draw: Any) -> tuple[int, bytes]:
     index = draw(st.integers(0, len(BASES) - 1))
@@ -83,10 +87,9 @@ def hostile_messages(draw: Any) -> tuple[int, bytes]:
             if kind == "drop":
                 del parent[path[-1]]
             elif kind == "add" and isinstance(parent, dict):
-                parent[draw(st.sampled_from(["Evil__c", "Evil\u0000__c", "Name", "BillingAddress"]))] = draw(
-                    st.sampled_from(HOSTILE))
+                parent[draw(st.sampled_from(["Evil__c", "Evil\u0000__c", "Name", "BillingAddress"]))] = hostile(draw)
             else:
-                parent[path[-1]] = draw(st.sampled_from(HOSTILE))
+                parent[path[-1]] = hostile(draw)
         except (KeyError, IndexError, TypeError):
             pass  # an earlier mutation removed or replaced this path
     return index, json.dumps(doc).encode()
