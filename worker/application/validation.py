@@ -139,6 +139,7 @@ def validate_changes(cmd: ChangeClientDetails) -> list[str]:
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
             problems.append(f"{attr} must not be negative (got {value})")
     for path, patch in cmd.diffs.items():
+        problems += _text_problems("diffed attribute", path, MAX_TEXT)
         problems += value_problems(f"diff of {path}", patch, max_text=MAX_DIFF)
     overlap = set(cmd.changes) & set(cmd.diffs)
     if overlap:

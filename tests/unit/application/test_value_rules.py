@@ -31,6 +31,12 @@ def test_an_update_value_a_store_would_refuse_is_a_validation_problem(path: str,
     assert any(problem in p for p in validate_changes(cmd)), validate_changes(cmd)
 
 
+def test_a_diffed_attribute_whose_name_has_a_nul_is_refused() -> None:
+    """Found by the fuzz: the domain names the path in a resync reason, which jsonb then refused."""
+    cmd = ChangeClientDetails(client_id=A, diffs={"extra.\x00": "None"}, change=_change(A))
+    assert any("diffed attribute: contains a NUL" in p for p in validate_changes(cmd))
+
+
 def test_storable_values_pass() -> None:
     cmd = ChangeClientDetails(client_id=A, change=_change(A), changes={
         "employees": 2**63 - 1, "annual_revenue": 1.5, "phone": None, "extra.X__c": {"a": [1, "b", None]}})
