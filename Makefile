@@ -58,7 +58,7 @@ unit: install  ## unit tests only (no servers)
 
 FUZZ_EXAMPLES ?= 100000
 fuzz: install  ## fuzz the decode-and-store path with mutated CDC samples (FUZZ_EXAMPLES, default 100000); prints outcomes
-	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VENV)/bin/pytest tests/unit/test_fuzz_decode.py -q -s -p no:cacheprovider \
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VENV)/bin/pytest tests/unit/test_fuzz_decode.py -q -s -p no:cacheprovider --timeout=0 --log-level=CRITICAL \
 		-k every_mutated
 
 demo: install up  ## stack up, migrate, topics, CDC messages in, clients and dead letters out
