@@ -77,7 +77,7 @@ class ClientData(_Frozen):
     billing_address: AddressData = AddressData()
     owner_id: str | None = None
     annual_revenue: float | None = None
-    employees: Int64 | None = None
+    employees: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
     rating: str | None = None
     account_source: str | None = None
     parent_id: str | None = None

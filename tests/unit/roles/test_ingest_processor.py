@@ -18,7 +18,7 @@ from worker.application.validation import InvalidChangeValues, UntranslatableCha
 from worker.config import KafkaSettings, RetrySettings
 from worker.domain.errors import ForbiddenStatusTransition
 from worker.roles.loop import ConsumerLoop
-from worker.roles.runtime import IdleClock, Stopper
+from worker.roles.runtime import IdleClock, RoleControl, Stopper
 
 A, B, C = "001000000000001AAA", "001000000000002AAA", "001000000000003AAA"
 
@@ -133,7 +133,7 @@ class OneBatchConsumer:
     """Hands out one batch, then nothing; records the commits."""
 
     def __init__(self, batch: list[Message]) -> None:
-        self._batches, self.committed, self.joined = [batch], [], True
+        self._batches, self.committed, self.joined, self.uncommitted = [batch], [], True, {}
 
     def consume(self, _n: int, _timeout: float) -> list[Message]:
         return self._batches.pop(0) if self._batches else []
@@ -173,8 +173,8 @@ def test_the_loop_retrying_a_batch_whose_dead_letter_was_not_delivered_publishes
     consumer, dlq = OneBatchConsumer(batch), FlakyDeadLetters()
     settings = KafkaSettings()
     retry = RetrySettings(initial_backoff_s=0.01, max_backoff_s=0.01)
-    loop = ConsumerLoop("ingest", consumer, processor(store).process, dlq, settings, retry,  # type: ignore[arg-type]
-                        Stopper(), IdleClock(0))
+    control = RoleControl(Stopper(), IdleClock(0), retry)
+    loop = ConsumerLoop("ingest", consumer, processor(store).process, dlq, settings, control)  # type: ignore[arg-type]
     assert loop.run() == 0
     assert [(letter.message.offset(), letter.stage) for letter in dlq.delivered] == [(1, Stage.HANDLE)]
     assert consumer.committed == [[1, 2]]
