@@ -56,6 +56,11 @@ test: install lint typecheck  ## the test suite: unit, integration, e2e (starts 
 unit: install  ## unit tests only (no servers)
 	$(VENV)/bin/pytest tests/unit
 
+FUZZ_EXAMPLES ?= 100000
+fuzz: install  ## fuzz the decode-and-store path with mutated CDC samples (FUZZ_EXAMPLES, default 100000); prints outcomes
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(VENV)/bin/pytest tests/unit/test_fuzz_decode.py -q -s -p no:cacheprovider --timeout=0 --log-level=CRITICAL \
+		-k every_mutated
+
 demo: install up  ## stack up, migrate, topics, CDC messages in, clients and dead letters out
 	PYTHON=$(PY) bash deploy/demo.sh
 
@@ -73,4 +78,4 @@ compose-down:
 clean:  ## stop the stack and remove its data (the .stack folder, or STACK_DIR)
 	$(STACK_PY) deploy/stack.py clean
 
-.PHONY: help venv install up down status env lint typecheck test unit demo bench compose-up compose-down clean
+.PHONY: help venv install up down status env lint typecheck test unit fuzz demo bench compose-up compose-down clean

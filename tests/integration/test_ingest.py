@@ -245,3 +245,49 @@ def test_a_poison_message_near_1_mb_is_dead_lettered_as_a_reference_and_the_rest
     assert headers[dlq_headers.H_ORIGINAL_SIZE] == str(len(poison))
     assert headers[dlq_headers.H_ORIGINAL_SHA256] == hashlib.sha256(poison).hexdigest()
     assert headers[dlq_headers.H_STAGE] == "parse" and headers[dlq_headers.H_OFFSET] == "0"
+
+
+def test_a_change_refused_at_validate_is_dead_lettered_and_its_client_queued_for_resync(settings: Settings) -> None:
+    f = CdcFactory()
+    produce_changes(settings, [f.create(A, NumberOfEmployees="many"), f.create(B), f.update(A, Phone="held")])
+    assert run_role(settings, "ingest") == 0
+    k, dsn = settings.kafka, settings.postgres.url.get_secret_value()
+    letters = consume_all(k.bootstrap_servers, k.cdc_dlq_topic)
+    assert len(letters) == 1
+    headers = {key: value.decode() for key, value in letters[0].headers()}
+    assert headers[dlq_headers.H_STAGE] == "validate" and headers[dlq_headers.H_CLASS].endswith("InvalidChangeValues")
+    assert "employees" in headers[dlq_headers.H_MESSAGE]
+    assert headers[dlq_headers.H_RESYNC] == f"marked for resync: {A}"
+    assert rows(dsn, "SELECT stream_id, event_type FROM events ORDER BY stream_id, version") == [
+        (A, "ClientMarkedForResync"), (B, "ClientRegistered")]
+    assert rows(dsn, "SELECT client_id FROM resync_requests") == [(A,)]
+
+
+def test_values_postgres_refuses_are_isolated_by_splitting_the_batch_and_the_rest_is_applied(
+    settings: Settings,
+) -> None:
+    """The last line of defence, against the real PostgreSQL: with the value rules left out of the bus, a NUL
+    and an Infinity reach the event store, which refuses them (DataError); the batch is bisected."""
+    from tests.unit.roles.ingest_kit import messages
+    from worker.adapters.salesforce.errors import ChangeEventParseError
+    from worker.application.bus import CommandBus
+
+    f = CdcFactory()
+    batch = messages(f.create(A), f.create(B, Phone="+1\u0000555"), f.create(C), f.update(A, Phone="1"),
+                     f.create("001000000000004AAA", Custom__c=float("inf")), f.update(C, Phone="2"))
+    app = bootstrap.bootstrap(settings)
+    try:
+        processor = IngestProcessor(bootstrap.decoder(app), (ChangeEventParseError,), CommandBus(middleware=[]),
+                                    app.new_batch, app.rule)
+        outcome = processor.process(batch)
+    finally:
+        app.close()
+    assert [(letter.message.offset(), letter.stage.value) for letter in outcome.dead_letters] == [
+        (1, "handle"), (4, "handle")]
+    assert all(type(letter.error).__module__ == "psycopg.errors" for letter in outcome.dead_letters)
+    dsn = settings.postgres.url.get_secret_value()
+    assert rows(dsn, "SELECT stream_id, event_type FROM events ORDER BY stream_id, version") == [
+        (A, "ClientRegistered"), (A, "ClientDetailsChanged"), (B, "ClientMarkedForResync"),
+        (C, "ClientRegistered"), (C, "ClientDetailsChanged"), ("001000000000004AAA", "ClientMarkedForResync"),
+    ]
+    assert rows(dsn, "SELECT client_id FROM resync_requests ORDER BY 1") == [(B,), ("001000000000004AAA",)]

@@ -15,7 +15,7 @@ from worker.adapters.kafka import dlq
 from worker.config import Settings
 from worker.roles.runtime import IdleClock, Stopper
 
-A = "001000000000001AAA"
+A, B = "001000000000001AAA", "001000000000002AAA"
 DETAILS = {"name": "Acme", "billing_address": {}, "extra": {}}
 
 
@@ -26,12 +26,13 @@ def settings(worker_env: dict[str, str]) -> Settings:
     return s
 
 
-def event(codec: ClientEventCodec, event_type: str, version: int, **payload: object) -> tuple[bytes, bytes, list]:
+def event(codec: ClientEventCodec, event_type: str, version: int, client: str = A,
+          **payload: object) -> tuple[bytes, bytes, list]:
     event_id = str(uuid.uuid4())
-    record = {**to_wire(payload), "event_id": event_id, "client_id": A, "version": version,
+    record = {**to_wire(payload), "event_id": event_id, "client_id": client, "version": version,
               "recorded_at": datetime.now(UTC)}
     headers = [("event_type", event_type.encode()), ("schema_version", b"1"), ("event_id", event_id.encode())]
-    return A.encode(), codec.encode(event_type, 1, record), headers
+    return client.encode(), codec.encode(event_type, 1, record), headers
 
 
 def test_redelivery_is_a_no_op_and_a_version_gap_is_dead_lettered(settings: Settings) -> None:
@@ -97,3 +98,27 @@ def test_a_rebuild_from_the_event_store_waits_for_an_append_that_took_a_lower_po
         app.close()
     assert done["events"] == 3
     assert rows(dsn, "SELECT client_id FROM client_summary ORDER BY 1") == [(first,), (late,), (fast,)]
+
+
+def test_an_event_whose_values_the_read_model_refuses_is_dead_lettered_and_the_rest_is_projected(
+    settings: Settings,
+) -> None:
+    codec = ClientEventCodec.from_directory()
+    good = event(codec, "ClientRegistered", 1, details=DETAILS, status="active", change=None)
+    nul = {**DETAILS, "name": "Ac\u0000me"}  # Avro carries it; PostgreSQL text cannot
+    bad = event(codec, "ClientRegistered", 1, B, details=nul, status="active", change=None)
+    later = event(codec, "ClientDeleted", 2, change=None)
+    k = settings.kafka
+    for key, value, headers in (good, bad, later):
+        produce(k.bootstrap_servers, k.events_topic, [(key, value)], headers=headers)
+    app = bootstrap.bootstrap(settings)
+    try:
+        assert bootstrap.projector_loop(app, Stopper(), IdleClock(1.5)).run() == 0
+    finally:
+        app.close()
+    assert rows(settings.postgres.url.get_secret_value(), "SELECT client_id, version, deleted FROM client_summary") == [
+        (A, 2, True)]
+    letters = consume_all(k.bootstrap_servers, k.events_dlq_topic)
+    assert len(letters) == 1
+    headers = {key: value.decode() for key, value in letters[0].headers()}
+    assert headers[dlq.H_STAGE] == "project" and headers[dlq.H_CLASS].startswith("psycopg")

@@ -12,6 +12,10 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr
 
 _ID = re.compile(r"^[a-zA-Z0-9]{18}$")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+# What PostgreSQL (bigint, jsonb) and Avro (long) can hold: a value beyond it is refused here, not by the store.
+Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
+Position = Annotated[int, Field(ge=0, le=INT64_MAX)]
 
 
 def _client_id(value: str) -> str:
@@ -24,25 +28,26 @@ ClientId = Annotated[str, AfterValidator(_client_id)]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # NaN and ±Infinity are refused: neither jsonb nor JSON has them.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class ChangeMetadata(_Frozen):
     """Where a change comes from: Salesforce's change identity plus its Kafka coordinates."""
 
     transaction_key: str = Field(min_length=1)
-    sequence_number: int = Field(ge=0)
-    commit_timestamp_ms: int = Field(ge=0)
-    commit_number: int | None = None
+    sequence_number: Position
+    commit_timestamp_ms: Position
+    commit_number: Position | None = None
     commit_user: str | None = None
     change_type: str
     change_origin: str = ""
     replay_id: str | None = None
     event_id: str | None = Field(default=None, description="Pub/Sub ProducerEvent id when known.")
-    last_modified_ms: int | None = None
+    last_modified_ms: Int64 | None = None
     source_topic: str | None = None
-    source_partition: int | None = None
-    source_offset: int | None = None
+    source_partition: Position | None = None
+    source_offset: Position | None = None
     correlation_id: str = Field(min_length=1, description="Root: the Salesforce transaction key.")
     causation_id: str = Field(min_length=1, description="Parent: the CDC message id (topic:partition:offset).")
     traceparent: str | None = None
@@ -72,7 +77,7 @@ class ClientData(_Frozen):
     billing_address: AddressData = AddressData()
     owner_id: str | None = None
     annual_revenue: float | None = None
-    employees: int | None = None
+    employees: int | None = Field(default=None, ge=INT64_MIN, le=INT64_MAX)
     rating: str | None = None
     account_source: str | None = None
     parent_id: str | None = None

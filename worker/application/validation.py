@@ -1,22 +1,115 @@
 """Business validation, kept apart from the structural (pydantic) step: validators per command type
-return every problem they find; a batch validator looks across the commands of one batch."""
+return every problem they find; a batch validator looks across the commands of one batch.
+
+Value rules: whatever a change carries must be storable as it is (PostgreSQL jsonb and columns, Avro on the
+events topic): no NaN or ±Infinity, no NUL character, no integer beyond 64 bits, no text longer than
+Salesforce's longest, only JSON values, and each attribute of its own type. A value that breaks one is refused
+here (stage validate) with the attribute named, never by the database (which would stop the batch)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from worker.application.commands import (
+    INT64_MAX,
+    INT64_MIN,
     ChangeClientDetails,
+    ChangeMetadata,
     ClientData,
     Command,
+    DeleteClient,
+    MarkClientForResync,
     RegisterClient,
     RestoreClient,
+    ResyncAllClients,
+    ResyncClients,
 )
+from worker.application.errors import ApplicationError
 
 Validator = Callable[[Any], list[str]]
 
+MAX_TEXT = 131_072  # Salesforce's longest text (Long and Rich Text Area fields)
+MAX_DIFF = 4 * MAX_TEXT
+MAX_DEPTH = 32  # nesting of an unmapped field's JSON value
 _NUMERIC_NON_NEGATIVE = ("annual_revenue", "employees")
+_INTEGER_ATTRIBUTES = frozenset({"employees"})
+_NUMBER_ATTRIBUTES = frozenset({"annual_revenue", "billing_address.latitude", "billing_address.longitude"})
+
+
+class UntranslatableChange(ApplicationError):
+    """A parsed change whose content cannot become commands (stage translate). ``client_ids`` are the clients
+    its header names (empty when none is a valid id), so they are held back until a resync."""
+
+    def __init__(self, reason: str, client_ids: Sequence[str] = ()) -> None:
+        super().__init__(reason)
+        self.client_ids = tuple(client_ids)
+
+
+class InvalidChangeValues(UntranslatableChange):
+    """The commands built from a change break the command contract: a value of the wrong type or out of range
+    (stage validate)."""
+
+
+def value_problems(path: str, value: Any, *, max_text: int = MAX_TEXT, depth: int = 0) -> list[str]:
+    """What a store would refuse in ``value`` (a JSON value), each problem naming ``path``."""
+    if value is None or isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        return [] if INT64_MIN <= value <= INT64_MAX else [f"{path}: integer {value} does not fit in 64 bits"]
+    if isinstance(value, float):
+        return [] if math.isfinite(value) else [f"{path}: {value} is not a storable number"]
+    if isinstance(value, str):
+        return _text_problems(path, value, max_text)
+    if depth >= MAX_DEPTH:
+        return [f"{path}: nested deeper than {MAX_DEPTH} levels"]
+    if isinstance(value, Mapping):
+        problems = []
+        for key, inner in value.items():
+            if not isinstance(key, str):
+                problems.append(f"{path}: key {key!r} is not a text")
+                continue
+            problems += _text_problems(f"{path} key", key, max_text)
+            problems += value_problems(f"{path}.{key}", inner, max_text=max_text, depth=depth + 1)
+        return problems
+    if isinstance(value, (list, tuple)):
+        return [p for i, inner in enumerate(value)
+                for p in value_problems(f"{path}[{i}]", inner, max_text=max_text, depth=depth + 1)]
+    return [f"{path}: a {type(value).__name__} is not a JSON value"]
+
+
+def _text_problems(path: str, text: str, max_text: int) -> list[str]:
+    problems = []
+    if "\x00" in text:
+        problems.append(f"{path}: contains a NUL character")
+    if len(text) > max_text:
+        problems.append(f"{path}: {len(text)} characters, more than {max_text}")
+    return problems
+
+
+def attribute_problems(path: str, value: Any) -> list[str]:
+    """The type an attribute must have (what its read-model column holds), then the value rules."""
+    if value is None:
+        return []
+    if path in _INTEGER_ATTRIBUTES:
+        if isinstance(value, bool) or not isinstance(value, int):
+            return [f"{path} must be an integer (got {type(value).__name__} {_short(value)})"]
+    elif path in _NUMBER_ATTRIBUTES:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return [f"{path} must be a number (got {type(value).__name__} {_short(value)})"]
+    elif not path.startswith("extra.") and not isinstance(value, str):
+        return [f"{path} must be a text (got {type(value).__name__} {_short(value)})"]
+    return value_problems(path, value)
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _change_problems(change: ChangeMetadata | None) -> list[str]:
+    return value_problems("change", change.model_dump()) if change is not None else []
 
 
 def _client_data_problems(data: ClientData) -> list[str]:
@@ -27,31 +120,46 @@ def _client_data_problems(data: ClientData) -> list[str]:
         value = getattr(data, attr)
         if value is not None and value < 0:
             problems.append(f"{attr} must not be negative (got {value})")
-    return problems
+    return problems + value_problems("data", data.model_dump())
 
 
 def validate_full_record(cmd: RegisterClient | RestoreClient) -> list[str]:
-    return _client_data_problems(cmd.data)
+    return _client_data_problems(cmd.data) + _change_problems(cmd.change)
 
 
 def validate_changes(cmd: ChangeClientDetails) -> list[str]:
     problems = []
-    if "name" in cmd.changes and not (cmd.changes["name"] or "").strip():
+    name = cmd.changes.get("name")
+    if "name" in cmd.changes and (name is None or (isinstance(name, str) and not name.strip())):
         problems.append("name cannot be set to empty")
+    for path, value in cmd.changes.items():
+        problems += _text_problems("attribute", path, MAX_TEXT) + attribute_problems(path, value)
     for attr in _NUMERIC_NON_NEGATIVE:
         value = cmd.changes.get(attr)
-        if isinstance(value, (int, float)) and value < 0:
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
             problems.append(f"{attr} must not be negative (got {value})")
+    for path, patch in cmd.diffs.items():
+        problems += _text_problems("diffed attribute", path, MAX_TEXT)
+        problems += value_problems(f"diff of {path}", patch, max_text=MAX_DIFF)
     overlap = set(cmd.changes) & set(cmd.diffs)
     if overlap:
         problems.append(f"attributes both set and diffed: {sorted(overlap)}")
-    return problems
+    return problems + _change_problems(cmd.change)
+
+
+def validate_change_only(cmd: DeleteClient | MarkClientForResync | ResyncClients | ResyncAllClients) -> list[str]:
+    reason = getattr(cmd, "reason", None)
+    return value_problems("reason", reason) + _change_problems(cmd.change)
 
 
 VALIDATORS: Mapping[type[Command], Validator] = {
     RegisterClient: validate_full_record,
     RestoreClient: validate_full_record,
     ChangeClientDetails: validate_changes,
+    DeleteClient: validate_change_only,
+    MarkClientForResync: validate_change_only,
+    ResyncClients: validate_change_only,
+    ResyncAllClients: validate_change_only,
 }
 
 

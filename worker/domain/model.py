@@ -23,6 +23,9 @@ from worker.domain.values import ChangeRef, ClientDetails, ClientStatus, StatusR
 
 RECENT_CHANGES = 64  # change identities remembered for deduplication (same-second changes, redelivery)
 
+# A change's position in Salesforce's commit order: (commit timestamp, commit number when known).
+Position = tuple[int, int | None]
+
 
 class ClientAggregate:
     def __init__(self, client_id: str) -> None:
@@ -38,6 +41,11 @@ class ClientAggregate:
         self.last_commit_number: int | None = None
         self.resynced_as_of_ms: int | None = None
         self.recent_changes: tuple[tuple[str, int, str], ...] = ()
+        # Where each attribute was last changed: the full record's position (`fields_as_of`: every attribute
+        # not listed in `field_positions` holds its value as of it), then each later change's. None: unknown
+        # (state from a snapshot older than this tracking), so a stale change is dropped whole.
+        self.fields_as_of: Position | None = None
+        self.field_positions: dict[str, Position] = {}
 
     @classmethod
     def new(cls, client_id: str) -> ClientAggregate:
@@ -67,9 +75,17 @@ class ClientAggregate:
         rule: StatusRule,
         diffs: Mapping[str, TextDiff] | None = None,
     ) -> list[ClientEvent]:
-        """UPDATE: only the changed attributes (None = set to null); long texts may come as diffs."""
-        if self._already_seen(change):
+        """UPDATE: only the changed attributes (None = set to null); long texts may come as diffs. A change older
+        than the last one applied (a merged change that reached this client's partition late) still sets the
+        attributes no later change has set."""
+        if self._is_duplicate(change) or self._is_covered_by_resync(change):
             return []
+        if self._is_stale(change):
+            fresh = {path for path in (*changes, *(diffs or {})) if not self._changed_since(path, change)}
+            if not fresh or not self.registered:
+                return []
+            changes = {path: value for path, value in changes.items() if path in fresh}
+            diffs = {path: diff for path, diff in (diffs or {}).items() if path in fresh}
         if not self.registered:
             return self._ask_resync("update for a client never registered (a full record is needed)", change)
         if self.deleted or self.needs_resync:
@@ -171,6 +187,11 @@ class ClientAggregate:
         known = change.commit_number is not None and self.last_commit_number is not None
         return known and change.commit_number < self.last_commit_number  # type: ignore[operator]
 
+    def _changed_since(self, path: str, change: ChangeRef) -> bool:
+        """Whether ``path`` may hold a value set after ``change``: unknown counts as changed."""
+        position = self.field_positions.get(path, self.fields_as_of)
+        return position is None or _later(position, _position(change))
+
     def _is_covered_by_resync(self, change: ChangeRef) -> bool:
         """Already contained in the record fetched at the last resync (its LastModifiedDate)."""
         if self.resynced_as_of_ms is None:
@@ -190,8 +211,14 @@ class ClientAggregate:
         if isinstance(event, (ClientRegistered, ClientRestored)):
             self.details, self.status = event.details, event.status
             self.registered, self.deleted = True, False
+            self._fields_as_of(_position(event.change) if event.change else None)
         elif isinstance(event, ClientDetailsChanged):
             self.details = self.details.with_changes({path: new for path, (_, new) in event.changes.items()})
+            if event.change is not None:
+                at = _position(event.change)
+                for path in event.changes:
+                    known = self.field_positions.get(path)
+                    self.field_positions[path] = at if known is None or _later(at, known) else known
         elif isinstance(event, ClientStatusChanged):
             self.status = event.new_status
         elif isinstance(event, ClientDeleted):
@@ -203,12 +230,18 @@ class ClientAggregate:
                 self.details, self.registered = event.details, True
             self.status, self.deleted = event.status, event.deleted
             self.needs_resync, self.resync_reason = False, None
+            if event.details is not None:
+                self._fields_as_of((event.as_of_ms, None) if event.as_of_ms is not None else None)
             if event.as_of_ms is not None:
                 self.resynced_as_of_ms = max(self.resynced_as_of_ms or 0, event.as_of_ms)
                 if event.as_of_ms > (self.last_commit_ts_ms or 0):
                     self.last_commit_ts_ms, self.last_commit_number = event.as_of_ms, None
         self._remember(event.change_ref)
         self.version += 1
+
+    def _fields_as_of(self, position: Position | None) -> None:
+        """A full record: every attribute holds its value as of ``position`` (None: unknown)."""
+        self.fields_as_of, self.field_positions = position, {}
 
     def _remember(self, change: ChangeRef | None) -> None:
         if change is None:
@@ -237,6 +270,8 @@ class ClientAggregate:
             "last_commit_number": self.last_commit_number,
             "resynced_as_of_ms": self.resynced_as_of_ms,
             "recent_changes": [list(identity) for identity in self.recent_changes],
+            "fields_as_of": list(self.fields_as_of) if self.fields_as_of is not None else None,
+            "field_positions": {path: list(at) for path, at in self.field_positions.items()},
         }
 
     @classmethod
@@ -253,4 +288,21 @@ class ClientAggregate:
         client.last_commit_number = state.get("last_commit_number")
         client.resynced_as_of_ms = state.get("resynced_as_of_ms")
         client.recent_changes = tuple((str(t), int(s), str(r)) for t, s, r in state.get("recent_changes", []))
+        as_of = state.get("fields_as_of")  # absent from snapshots taken before positions were tracked: unknown
+        client.fields_as_of = (int(as_of[0]), as_of[1]) if as_of else None
+        positions = state.get("field_positions") or {}
+        client.field_positions = {path: (int(at[0]), at[1]) for path, at in positions.items()}
         return client
+
+
+def _position(change: ChangeRef) -> Position:
+    return (change.commit_timestamp_ms, change.commit_number)
+
+
+def _later(a: Position, b: Position) -> bool:
+    """``a`` is after ``b`` in commit order, or may be (same second, a commit number unknown)."""
+    if a[0] != b[0]:
+        return a[0] > b[0]
+    if a[1] is None or b[1] is None:
+        return a != b
+    return a[1] > b[1]

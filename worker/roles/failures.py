@@ -1,5 +1,9 @@
 """Every failure classified once: poison (dead-letter and go on), transient (back off, retry,
-never skip), or a bug (stop non-zero, commit nothing past it)."""
+never skip), or a bug (stop non-zero, commit nothing past it).
+
+A value the database refuses in one row (`ROW_DATA_ERRORS`) is a bug when it reaches the worker's loop: the
+value rules should have refused it first. The ingest and projector catch it below the loop, isolate the
+message it came from and dead-letter it, so even then one message never stops the pipeline."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from worker.adapters.kafka.producer import PublishFailed
 from worker.adapters.salesforce.api_errors import SalesforceUnavailable
 from worker.adapters.salesforce.errors import ChangeEventParseError
 from worker.application.errors import ConcurrencyConflict, InvalidCommand, TransientFailure
+from worker.application.validation import UntranslatableChange
 from worker.domain.errors import DomainError
 
 
@@ -41,7 +46,16 @@ POISON_TYPES: tuple[type[BaseException], ...] = (
     ChangeEventParseError,
     pydantic.ValidationError,
     InvalidCommand,
+    UntranslatableChange,
     DomainError,
+)
+# One row's data refused by PostgreSQL: a value out of range or of the wrong type for its column, a NUL
+# character (refused by psycopg before it is sent), text that is not valid JSON for jsonb, a NOT NULL or CHECK.
+ROW_DATA_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.DataError,
+    psycopg.errors.DatatypeMismatch,
+    psycopg.errors.NotNullViolation,
+    psycopg.errors.CheckViolation,
 )
 
 

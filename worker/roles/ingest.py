@@ -3,6 +3,10 @@
 The order is the correctness (numbered below): consume -> decode -> decide -> append+outbox (commit DB) ->
 dead letters confirmed -> commit offsets. A crash anywhere before step 6 redelivers the batch, and handling is
 idempotent (the aggregate drops changes it has already applied), so every change is applied exactly once.
+
+Whatever a message contains, it is applied or dead-lettered with a typed reason, and the rest of its batch goes
+on. A dead-lettered change marks every client it names (when they are known) for resync, in the same
+transaction, so later changes wait for Salesforce's record instead of applying on top of a hole.
 """
 
 from __future__ import annotations
@@ -10,8 +14,8 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
 
 import pydantic
 
@@ -23,16 +27,19 @@ from worker.application.errors import ConcurrencyConflict, InvalidCommand, Trans
 from worker.application.handlers import HandlerContext
 from worker.application.ports import Decoded
 from worker.application.unit_of_work import ClientBatch
-from worker.application.validation import duplicate_changes
+from worker.application.validation import InvalidChangeValues, duplicate_changes
 from worker.domain import StatusRule
 from worker.domain.errors import DomainError
-from worker.roles.failures import Kind, classify
+from worker.roles.failures import ROW_DATA_ERRORS, Kind, classify
 
 log = logging.getLogger("worker.ingest")
 
 
-# message -> commands; raises a ChangeEventParseError (stage parse) or anything else (stage translate).
+# message -> commands; raises a ChangeEventParseError (stage parse), an InvalidChangeValues or pydantic
+# ValidationError (stage validate) or another poison error (stage translate); an error naming the clients of
+# the message carries them as `client_ids`.
 Decoder = Callable[[KafkaMessage], Decoded]
+Coordinates = tuple[str | None, int | None, int | None]
 
 
 @dataclass
@@ -47,8 +54,23 @@ class BatchOutcome:
     load_seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class _Item:
+    """One decoded message: its commands, or the dead letter of its decoding and the clients it names."""
+
+    message: KafkaMessage
+    commands: list[Command]
+    failure: DeadLetter | None = None
+    client_ids: tuple[str, ...] = ()
+
+
 class IngestProcessor:
-    """Steps 2-4 for one batch, with no Kafka client in sight (messages follow the KafkaMessage protocol)."""
+    """Steps 2-4 for one batch, with no Kafka client in sight (messages follow the KafkaMessage protocol).
+
+    The dead-lettering decision is made once: the messages of a batch whose transaction committed are settled,
+    and a retry of the same batch (its dead letters were not confirmed) returns their dead letters again without
+    deciding anew on state that already contains the refusal. A retry before the commit decides on aggregates
+    reloaded from the store (the batch's own are dropped with the failed transaction)."""
 
     def __init__(
         self,
@@ -65,54 +87,91 @@ class IngestProcessor:
         self._new_batch = new_batch
         self._rule = rule
         self._conflict_retries = conflict_retries
+        self._settled: dict[Coordinates, list[DeadLetter]] = {}
 
     def process(self, messages: Sequence[KafkaMessage]) -> BatchOutcome:
         outcome = BatchOutcome(messages=len(messages))
-        # 2. decode: parse + translate; what cannot be decoded is poison.
-        decoded: list[tuple[KafkaMessage, list[Command]]] = []
+        keys = {_coordinates(m) for m in messages}
+        self._settled = {key: letters for key, letters in self._settled.items() if key in keys}
+        items = []
         for message in messages:
-            try:
-                result = self._decode(message)
-            except BaseException as exc:
-                if classify(exc) is not Kind.POISON:
-                    raise  # transient (e.g. a schema fetch): retried; anything else is a bug: stop
-                stage = self._decode_stage(exc)
-                log.warning("%s: %s failed: %s", where(message), stage, exc)
-                outcome.dead_letters.append(DeadLetter(message, stage, exc))
+            settled = self._settled.get(_coordinates(message))
+            if settled is not None:  # committed by an earlier attempt of this batch
+                outcome.dead_letters += settled
                 continue
-            if result.skipped:
-                outcome.skipped[result.skipped] += 1
-            decoded.append((message, result.commands))
-        # 3. decide, in partition order; a conflicting writer makes us reload and decide again (bounded).
-        for attempt in range(self._conflict_retries + 1):
-            try:
-                return self._decide_and_commit(decoded, outcome)
-            except ConcurrencyConflict as exc:
-                log.info("concurrency conflict (attempt %d), reloading: %s", attempt + 1, exc)
-        raise TransientFailure(f"still conflicting after {self._conflict_retries} retries")
+            # 2. decode: parse + translate; what cannot be decoded is poison.
+            items.append(self._decode_one(message, outcome))
+        # 3-4. decide and commit; a value the store refuses splits the batch until the message is isolated.
+        self._apply(items, outcome)
+        return outcome
+
+    def _decode_one(self, message: KafkaMessage, outcome: BatchOutcome) -> _Item:
+        try:
+            result = self._decode(message)
+        except BaseException as exc:
+            if classify(exc) is not Kind.POISON:
+                raise  # transient (e.g. a schema fetch): retried; anything else is a bug: stop
+            stage = self._decode_stage(exc)
+            log.warning("%s: %s failed: %s", where(message), stage, exc)
+            return _Item(message, [], DeadLetter(message, stage, exc), tuple(getattr(exc, "client_ids", ())))
+        if result.skipped:
+            outcome.skipped[result.skipped] += 1
+        return _Item(message, list(result.commands))
 
     def _decode_stage(self, exc: BaseException) -> Stage:
         if isinstance(exc, self._parse_errors):
             return Stage.PARSE
-        if isinstance(exc, pydantic.ValidationError):
+        if isinstance(exc, (InvalidChangeValues, pydantic.ValidationError)):
             return Stage.VALIDATE
         return Stage.TRANSLATE
 
-    def _decide_and_commit(
-        self, decoded: list[tuple[KafkaMessage, list[Command]]], outcome: BatchOutcome
-    ) -> BatchOutcome:
+    def _apply(self, items: list[_Item], outcome: BatchOutcome) -> None:
+        """Bisect on a value the store refuses (the value rules should have refused it first): each half is its
+        own transaction, in order, so the rest of the batch is applied and the culprit isolated."""
+        if not items:
+            return
+        try:
+            self._commit_retrying(items, outcome)
+        except ROW_DATA_ERRORS as exc:
+            if len(items) == 1:
+                self._refused_by_store(items[0], exc, outcome)
+                return
+            log.warning("%s..%s: the store refused a value (%s): splitting the batch",
+                        where(items[0].message), where(items[-1].message), type(exc).__name__)
+            middle = len(items) // 2
+            self._apply(items[:middle], outcome)
+            self._apply(items[middle:], outcome)
+
+    def _commit_retrying(self, items: list[_Item], outcome: BatchOutcome) -> None:
+        # A conflicting writer makes us reload and decide again (bounded).
+        for attempt in range(self._conflict_retries + 1):
+            try:
+                self._decide_and_commit(items, outcome)
+                return
+            except ConcurrencyConflict as exc:
+                log.info("concurrency conflict (attempt %d), reloading: %s", attempt + 1, exc)
+        raise TransientFailure(f"still conflicting after {self._conflict_retries} retries")
+
+    def _decide_and_commit(self, items: list[_Item], outcome: BatchOutcome) -> None:
+        """Decide on aggregates loaded for this attempt; touch ``outcome`` only once the transaction committed."""
         batch = self._new_batch()
         ctx = HandlerContext(batch, self._rule)
-        flat = [cmd for _, cmds in decoded for cmd in cmds]
+        flat = [cmd for item in items for cmd in item.commands]
         started = time.perf_counter()
-        batch.preload({cid for cmd in flat for cid in _client_ids(cmd)})
-        outcome.load_seconds = time.perf_counter() - started
+        batch.preload({cid for cmd in flat for cid in _client_ids(cmd)} | {c for i in items for c in i.client_ids})
+        load_seconds = time.perf_counter() - started
         duplicates = duplicate_changes(flat)
-        letters = [letter for letter in outcome.dead_letters if letter.stage in (Stage.PARSE, Stage.TRANSLATE)]
+        letters: list[DeadLetter] = []
         events, counts, index = 0, Counter[str](), 0
-        for message, commands in decoded:
-            failed = None
-            for cmd in commands:
+        for item in items:
+            if item.failure is not None:
+                reason = f"dead-lettered at {item.failure.stage}: {type(item.failure.error).__name__}"
+                events += self._hold_back(item.client_ids, reason, ctx)
+                letters.append(replace(item.failure, resync=_resync_note(item.client_ids, item.failure.stage)))
+                continue
+            failed: tuple[Stage, BaseException] | None = None
+            held: list[str] = []
+            for cmd in item.commands:
                 index += 1
                 if index - 1 in duplicates:
                     continue
@@ -121,24 +180,59 @@ class IngestProcessor:
                     counts[type(cmd).__name__] += 1
                 except (InvalidCommand, pydantic.ValidationError, DomainError) as exc:
                     stage = Stage.HANDLE if isinstance(exc, DomainError) else Stage.VALIDATE
-                    log.warning("%s: %s %s refused: %s", where(message), type(cmd).__name__, stage, exc)
-                    failed = failed or DeadLetter(message, stage, exc)
-                    events += self._hold_back(cmd, ctx, exc)
+                    log.warning("%s: %s %s refused: %s", where(item.message), type(cmd).__name__, stage, exc)
+                    failed = failed or (stage, exc)
+                    ids = _client_ids(cmd)
+                    held += ids
+                    events += self._hold_back(ids, f"dead-lettered {type(cmd).__name__}: {type(exc).__name__}", ctx)
             if failed is not None:
-                letters.append(failed)
+                letters.append(DeadLetter(item.message, *failed, resync=_resync_note(held, failed[0])))
         # 4. append events + outbox rows + snapshots + resync queue in ONE transaction.
         batch.commit()
-        outcome.events, outcome.commands, outcome.dead_letters = events, counts, letters
-        outcome.events_replayed, outcome.snapshot_hits = batch.events_replayed, batch.snapshot_hits
-        return outcome
+        outcome.events += events
+        outcome.commands += counts
+        outcome.dead_letters += letters
+        outcome.events_replayed += batch.events_replayed
+        outcome.snapshot_hits += batch.snapshot_hits
+        outcome.load_seconds += load_seconds
+        self._settle(items, letters)
 
-    def _hold_back(self, cmd: Command, ctx: HandlerContext, exc: BaseException) -> int:
-        """A dead-lettered change leaves a hole: mark its client dirty so later changes wait for a resync."""
-        events = 0
-        for client_id in _client_ids(cmd):
-            reason = f"dead-lettered {type(cmd).__name__}: {type(exc).__name__}"
-            events += self._bus.handle(MarkClientForResync(client_id=client_id, reason=reason), ctx)
-        return events
+    def _refused_by_store(self, item: _Item, exc: BaseException, outcome: BatchOutcome) -> None:
+        """The one message whose events the store refused: dead-lettered, its clients held back (alone)."""
+        log.error("%s: the store refused a value of this message: %s", where(item.message), exc)
+        ids = tuple(dict.fromkeys([*item.client_ids, *(c for cmd in item.commands for c in _client_ids(cmd))]))
+        batch = self._new_batch()
+        ctx = HandlerContext(batch, self._rule)
+        events = self._hold_back(ids, f"dead-lettered: the store refused a value ({type(exc).__name__})", ctx)
+        batch.commit()
+        letter = DeadLetter(item.message, Stage.HANDLE, exc, resync=_resync_note(ids, Stage.HANDLE))
+        outcome.events += events
+        outcome.dead_letters.append(letter)
+        self._settle([item], [letter])
+
+    def _hold_back(self, client_ids: Iterable[str], reason: str, ctx: HandlerContext) -> int:
+        """A dead-lettered change leaves a hole: mark its clients dirty so later changes wait for a resync."""
+        return sum(self._bus.handle(MarkClientForResync(client_id=cid, reason=reason), ctx) for cid in client_ids)
+
+    def _settle(self, items: Iterable[_Item], letters: Iterable[DeadLetter]) -> None:
+        by_message: dict[Coordinates, list[DeadLetter]] = {}
+        for letter in letters:
+            by_message.setdefault(_coordinates(letter.message), []).append(letter)
+        for item in items:
+            key = _coordinates(item.message)
+            self._settled[key] = by_message.get(key, [])
+
+
+def _coordinates(message: KafkaMessage) -> Coordinates:
+    return (message.topic(), message.partition(), message.offset())
+
+
+def _resync_note(client_ids: Sequence[str], stage: Stage) -> str:
+    if client_ids:
+        return "marked for resync: " + ", ".join(client_ids)
+    if stage is Stage.PARSE:
+        return "no client marked for resync: the message did not parse, its record ids are unknown"
+    return "no client marked for resync: the message names no valid record id"
 
 
 def _client_ids(cmd: Command) -> list[str]:
@@ -146,4 +240,3 @@ def _client_ids(cmd: Command) -> list[str]:
     if single:
         return [single]
     return list(getattr(cmd, "client_ids", ()))
-

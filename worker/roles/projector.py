@@ -2,6 +2,8 @@
 
 Decode by the writer schema named in the headers, upcast, project with the version guard: a redelivered event
 is a no-op, a version gap is dead-lettered (stage `project`) and never applied.
+An event whose values the read model refuses (a NUL, a number out of a column's range) is isolated,
+dead-lettered (stage `project`), and the rest of its batch is applied.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from worker.adapters.kafka.types import KafkaMessage, header_dict, where
 from worker.application.ports import EventDecoder, ReadModels
 from worker.application.projection import ProjectedEvent, Verdict, VersionGap, project
 from worker.application.upcasting import DEFAULT_UPCASTERS, Upcasters
+from worker.roles.failures import ROW_DATA_ERRORS
 
 log = logging.getLogger("worker.projector")
 
@@ -68,6 +71,35 @@ class ProjectorProcessor:
             except UndecodableEvent as exc:
                 log.warning("%s", exc)
                 outcome.dead_letters.append(DeadLetter(message, Stage.PROJECT, exc))
+        self._apply(events, outcome)
+        outcome.applied = outcome.verdicts[Verdict.APPLIED.value]
+        return outcome
+
+    def _apply(self, events: list[tuple[KafkaMessage, ProjectedEvent]], outcome: ProjectionOutcome) -> None:
+        """One transaction for the events; a value the read model refuses splits them (each half its own
+        transaction, in order) until the event is isolated and dead-lettered; the rest is applied."""
+        if not events:
+            return
+        try:
+            part = self._project(events)
+        except ROW_DATA_ERRORS as exc:
+            if len(events) == 1:
+                message, event = events[0]
+                log.error("%s: the read model refused a value of %s v%d: %s", where(message), event.event_type,
+                          event.version, exc)
+                outcome.dead_letters.append(DeadLetter(message, Stage.PROJECT, exc))
+                return
+            middle = len(events) // 2
+            self._apply(events[:middle], outcome)
+            self._apply(events[middle:], outcome)
+            return
+        outcome.verdicts += part.verdicts
+        outcome.dead_letters += part.dead_letters
+        if part.newest_change_ms is not None:
+            outcome.newest_change_ms = max(outcome.newest_change_ms or 0, part.newest_change_ms)
+
+    def _project(self, events: list[tuple[KafkaMessage, ProjectedEvent]]) -> ProjectionOutcome:
+        outcome = ProjectionOutcome()
         with self._models.session() as session:
             rows: dict[str, Any] = session.load({e.client_id for _, e in events})
             changed: set[str] = set()
@@ -89,7 +121,6 @@ class ProjectorProcessor:
                     log.error("%s: version gap: %s", where(message), gap)
                     outcome.dead_letters.append(DeadLetter(message, Stage.PROJECT, gap))
             session.save([rows[cid] for cid in sorted(changed)], history)
-        outcome.applied = outcome.verdicts[Verdict.APPLIED.value]
         return outcome
 
 

@@ -44,6 +44,7 @@ H_REPLAYED_AT = PREFIX + "replayed.at"
 H_ORIGINAL_OMITTED = PREFIX + "original.omitted"
 H_ORIGINAL_SIZE = PREFIX + "original.size"
 H_ORIGINAL_SHA256 = PREFIX + "original.sha256"
+H_RESYNC = PREFIX + "resync"  # the clients marked for resync because of this dead letter, or why none
 
 STACKTRACE_CAP = 8 * 1024
 MESSAGE_CAP = 2000
@@ -73,6 +74,7 @@ class DeadLetter:
     stage: Stage
     error: BaseException
     stacktrace: str = field(default="", compare=False, repr=False)
+    resync: str | None = None
 
     def __post_init__(self) -> None:
         if not self.stacktrace:
@@ -146,6 +148,7 @@ def _record(letter: DeadLetter, topic: str, group_id: str, now_ms: int, message_
         H_FIRST_FAILURE: now_ms,
         H_LAST_FAILURE: now_ms,
         H_WORKER_VERSION: __version__,
+        H_RESYNC: letter.resync,
     }
     if omit:
         reason[H_ORIGINAL_OMITTED] = ",".join(omit)

@@ -1,8 +1,15 @@
-"""`ChangeEvent` -> commands, one per record id. Salesforce's envelope, field names and change types end here."""
+"""`ChangeEvent` -> commands, one per record id. Salesforce's envelope, field names and change types end here.
+
+Whatever a change carries, translating it either gives commands or raises an `UntranslatableChange` (its
+`InvalidChangeValues` subclass when the commands' contract refused a value): poison, never a bug, and naming the
+clients of the parsed header so they are held back until a resync."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+
+import pydantic
 
 from worker.adapters.salesforce.change_event import ChangeEvent, ChangeType, FieldState
 from worker.adapters.salesforce.ids import OVERFLOW_ID, is_wildcard
@@ -19,8 +26,14 @@ from worker.application.commands import (
     ResyncAllClients,
     ResyncClients,
 )
+from worker.application.validation import InvalidChangeValues, UntranslatableChange
 
 ACCOUNT_NAMES = frozenset({"account", "accountchangeevent", "/data/accountchangeevent"})
+_CLIENT_ID = re.compile(r"^[a-zA-Z0-9]{18}$")
+# What a change's content can make the translation raise (a value of an unexpected type or size); an error of
+# another type is a bug of ours and stops the worker.
+_CONTENT_ERRORS = (ValueError, TypeError, LookupError, AttributeError, ArithmeticError, RecursionError,
+                   UnicodeError)
 
 
 @dataclass(frozen=True)
@@ -43,6 +56,30 @@ def is_account(entity_name: str) -> bool:
 
 def translate(
     event: ChangeEvent, kafka: KafkaCoordinates, *, mapping: FieldMapping, own_client_id: str | None = None
+) -> TranslationResult:
+    """Raises InvalidChangeValues (a command refused a value) or UntranslatableChange (anything else the
+    content caused), both carrying the client ids of the header."""
+    try:
+        return _translate(event, kafka, mapping, own_client_id)
+    except pydantic.ValidationError as exc:
+        raise InvalidChangeValues(_validation_reason(exc), client_ids_of(event)) from exc
+    except _CONTENT_ERRORS as exc:
+        raise UntranslatableChange(f"{type(exc).__name__}: {exc}", client_ids_of(event)) from exc
+
+
+def client_ids_of(event: ChangeEvent) -> tuple[str, ...]:
+    """The clients a change names: its record ids that are client ids (not a wildcard or the overflow id)."""
+    return tuple(i for i in event.record_ids if isinstance(i, str) and _CLIENT_ID.match(i) and i != OVERFLOW_ID)
+
+
+def _validation_reason(exc: pydantic.ValidationError) -> str:
+    """pydantic's message without the input values (a refused value may be megabytes long)."""
+    problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False)]
+    return f"{exc.title}: " + "; ".join(problems[:10])
+
+
+def _translate(
+    event: ChangeEvent, kafka: KafkaCoordinates, mapping: FieldMapping, own_client_id: str | None
 ) -> TranslationResult:
     if not is_account(event.entity_name):
         # Person accounts also emit Contact events, lead conversions Lead/Opportunity ones: not ours.
