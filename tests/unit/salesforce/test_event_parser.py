@@ -19,7 +19,7 @@ from worker.adapters.salesforce.event_parser import parse
 from worker.adapters.salesforce.ids import normalize_id
 from worker.adapters.salesforce.schemas import SCHEMAS_DIR, SchemaResolver
 
-SAMPLES = Path(__file__).resolve().parents[4] / "shared" / "samples"
+SAMPLES = Path(__file__).resolve().parents[2] / "samples"  # two real CDC records, kept in the repository
 SCHEMA_ID = "AccountChangeEvent-v1"
 ACCOUNT = json.loads((SCHEMAS_DIR / "AccountChangeEvent.avsc").read_text())
 RESOLVER = SchemaResolver()
