@@ -42,11 +42,7 @@ def test_redelivery_is_a_no_op_and_a_version_gap_is_dead_lettered(settings: Sett
     k = settings.kafka
     for key, value, headers in (registered, registered, gap):
         produce(k.bootstrap_servers, k.events_topic, [(key, value)], headers=headers)
-    app = bootstrap.bootstrap(settings)
-    try:
-        assert bootstrap.projector_loop(app, Stopper(), IdleClock(1.5)).run() == 0
-    finally:
-        app.close()
+    run_projector(settings)
     dsn = settings.postgres.url.get_secret_value()
     assert rows(dsn, "SELECT name, version, deleted FROM client_summary") == [("Acme", 1, False)]
     letters = consume_all(k.bootstrap_servers, k.events_dlq_topic)
@@ -111,14 +107,19 @@ def test_an_event_whose_values_the_read_model_refuses_is_dead_lettered_and_the_r
     k = settings.kafka
     for key, value, headers in (good, bad, later):
         produce(k.bootstrap_servers, k.events_topic, [(key, value)], headers=headers)
-    app = bootstrap.bootstrap(settings)
-    try:
-        assert bootstrap.projector_loop(app, Stopper(), IdleClock(1.5)).run() == 0
-    finally:
-        app.close()
+    run_projector(settings)
     assert rows(settings.postgres.url.get_secret_value(), "SELECT client_id, version, deleted FROM client_summary") == [
         (A, 2, True)]
     letters = consume_all(k.bootstrap_servers, k.events_dlq_topic)
     assert len(letters) == 1
     headers = {key: value.decode() for key, value in letters[0].headers()}
     assert headers[dlq.H_STAGE] == "project" and headers[dlq.H_CLASS].startswith("psycopg")
+
+
+def run_projector(settings: Settings) -> None:
+    """The projector until it is idle (everything consumed and committed)."""
+    app = bootstrap.bootstrap(settings)
+    try:
+        assert bootstrap.projector_loop(app, Stopper(), IdleClock(1.5)).run() == 0
+    finally:
+        app.close()

@@ -7,45 +7,16 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.event_store import MemoryStore
 from tests.harness import change_phone, register
 from worker.application.bus import CommandBus, default_middleware
-from worker.application.errors import ConcurrencyConflict
 from worker.application.handlers import HandlerContext
-from worker.application.ports import BatchChanges, LoadedStream, StoredEvent
+from worker.application.ports import LoadedStream, StoredEvent
 from worker.application.unit_of_work import SNAPSHOT_SCHEMA_VERSION, AggregateCache, ClientBatch, UnreadableSnapshot
 from worker.application.upcasting import Upcasters
 from worker.domain import StatusRule
 
 A = "001000000000001AAA"
-
-
-class MemoryStore:
-    """The EventStore port in memory: latest snapshot + later events, like the Postgres one."""
-
-    def __init__(self) -> None:
-        self.events: list[StoredEvent] = []
-        self.snapshots: dict[str, tuple[int, Any]] = {}
-
-    def load_streams(self, stream_ids: Collection[str]) -> dict[str, LoadedStream]:
-        out = {}
-        for sid in stream_ids:
-            version, state = self.snapshots.get(sid, (0, None))
-            later = [e for e in self.events if e.stream_id == sid and e.version > version]
-            if later or state is not None:
-                out[sid] = LoadedStream(sid, state, version, later)
-        return out
-
-    def stream_versions(self, stream_ids: Collection[str]) -> dict[str, int]:
-        return {sid: max(e.version for e in self.events if e.stream_id == sid)
-                for sid in stream_ids if any(e.stream_id == sid for e in self.events)}
-
-    def commit(self, changes: BatchChanges) -> None:
-        taken = {(e.stream_id, e.version) for e in self.events}
-        if any((e.stream_id, e.version) in taken for e in changes.events):
-            raise ConcurrencyConflict("taken")
-        self.events += changes.events
-        for snap in changes.snapshots:
-            self.snapshots[snap.stream_id] = (snap.version, snap.state)
 
 
 def run(store: MemoryStore, commands: list[Any], interval: int = 3, upcasters: Upcasters | None = None) -> ClientBatch:

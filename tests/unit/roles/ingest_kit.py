@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Collection
-from typing import Any
-
-import psycopg
-
+from tests.fakes.event_store import MemoryStore
 from worker.adapters.salesforce.decoder import CdcDecoder
 from worker.adapters.salesforce.errors import ChangeEventParseError
 from worker.adapters.salesforce.mapping import FieldMapping
 from worker.adapters.salesforce.schemas import SchemaResolver
 from worker.application.bus import CommandBus, default_middleware
-from worker.application.errors import ConcurrencyConflict
-from worker.application.ports import BatchChanges, LoadedStream, StoredEvent
 from worker.application.unit_of_work import ClientBatch
 from worker.domain import StatusRule
 from worker.roles.ingest import IngestProcessor
@@ -55,65 +48,6 @@ class Message:
 
 def messages(*changes: tuple[bytes, bytes], start: int = 0) -> list[Message]:
     return [Message(value, start + n, key) for n, (key, value) in enumerate(changes)]
-
-
-def jsonb_text(value: Any) -> str:
-    """The JSON text the Postgres event store writes (json.dumps as in event_store._json), checked as jsonb
-    would: PostgreSQL refuses NaN/Infinity (not JSON) and \\u0000 (no NUL in jsonb text)."""
-    text = json.dumps(value, separators=(",", ":"))
-
-    def refuse(constant: str) -> Any:
-        raise psycopg.errors.InvalidTextRepresentation(f"invalid input syntax for type json: {constant}")
-
-    json.loads(text, parse_constant=refuse)
-    if "\\u0000" in text:
-        raise psycopg.errors.UntranslatableCharacter("unsupported Unicode escape sequence \\u0000")
-    return text
-
-
-class MemoryStore:
-    """The EventStore port in memory, refusing what PostgreSQL's jsonb refuses, like the real one, with a
-    DataError; `fail_next` makes the next commits raise the given errors (a transient fault, a conflict)."""
-
-    def __init__(self) -> None:
-        self.events: list[StoredEvent] = []
-        self.snapshots: dict[str, tuple[int, Any]] = {}
-        self.resync_requested: dict[str, str] = {}
-        self.commits = 0
-        self.fail_next: list[BaseException] = []
-
-    def load_streams(self, stream_ids: Collection[str]) -> dict[str, LoadedStream]:
-        out = {}
-        for sid in stream_ids:
-            version, state = self.snapshots.get(sid, (0, None))
-            later = [e for e in self.events if e.stream_id == sid and e.version > version]
-            if later or state is not None:
-                out[sid] = LoadedStream(sid, state, version, later)
-        return out
-
-    def stream_versions(self, stream_ids: Collection[str]) -> dict[str, int]:
-        return {sid: max(e.version for e in self.events if e.stream_id == sid)
-                for sid in stream_ids if any(e.stream_id == sid for e in self.events)}
-
-    def commit(self, changes: BatchChanges) -> None:
-        if self.fail_next:
-            raise self.fail_next.pop(0)
-        for event in changes.events:
-            jsonb_text(event.payload)
-            jsonb_text(event.metadata)
-        for snap in changes.snapshots:
-            jsonb_text(snap.state)
-        taken = {(e.stream_id, e.version) for e in self.events}
-        if any((e.stream_id, e.version) in taken for e in changes.events):
-            raise ConcurrencyConflict("taken")
-        self.commits += 1
-        self.events += changes.events
-        for snap in changes.snapshots:
-            self.snapshots[snap.stream_id] = (snap.version, snap.state)
-        self.resync_requested.update(changes.resync_requested)
-
-    def kinds(self, stream_id: str) -> list[str]:
-        return [e.event_type for e in self.events if e.stream_id == stream_id]
 
 
 def processor(store: MemoryStore, bus: CommandBus | None = None) -> IngestProcessor:
