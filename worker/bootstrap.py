@@ -17,6 +17,7 @@ from worker.adapters.kafka.producer import make_producer
 from worker.adapters.postgres.durability import read_durability
 from worker.adapters.postgres.event_store import PostgresEventStore, make_pool
 from worker.adapters.postgres.outbox import PostgresOutbox
+from worker.adapters.postgres.reconcile_store import PostgresReadModelView, PostgresReconcileLedger
 from worker.adapters.postgres.resync_queue import PostgresResyncQueue
 from worker.adapters.salesforce.decoder import CdcDecoder
 from worker.adapters.salesforce.errors import ChangeEventParseError
@@ -24,6 +25,7 @@ from worker.adapters.salesforce.mapping import FieldMapping
 from worker.adapters.salesforce.schemas import SchemaResolver, first_of, registry_fetch
 from worker.application.bus import CommandBus, default_middleware
 from worker.application.ports import ClientSource
+from worker.application.reconcile import ReconcilePacing, Reconciler
 from worker.application.resync import Resynchronizer, ResyncPolicy
 from worker.application.unit_of_work import AggregateCache, ClientBatch
 from worker.config import Settings
@@ -178,6 +180,33 @@ def resync_role(app: App, stopper: Stopper, idle: IdleClock) -> ResyncRole | Dis
     )
     app.health.readiness("resync", role.ready)
     return role
+
+
+def backfill_resync(app: App) -> Resynchronizer:
+    """The resync role's Resynchronizer for `worker backfill`, under a claim name that a rerun on the same host
+    takes over at once (a killed backfill resumes after its last page, not after the lease)."""
+    s, r = app.settings, app.settings.resync
+    if app.client_source is None:
+        raise ValueError(resync_disabled_reason(s, None) or "no Salesforce client")
+    policy = ResyncPolicy(batch_size=r.batch_size, lease_s=r.lease_s, max_attempts=r.max_attempts,
+                          backoff_s=r.backoff_s, failing_retry_s=r.failing_retry_s,
+                          conflict_retries=s.retry.conflict_retries)
+    name = f"backfill@{s.kafka.group_instance_id or socket.gethostname()}"
+    return Resynchronizer(resync_queue(app), app.client_source, app.new_batch, app.rule, worker_id=name,
+                          policy=policy)
+
+
+def reconcile_ledger(app: App) -> PostgresReconcileLedger:
+    return PostgresReconcileLedger(app.pool)
+
+
+def reconciler(app: App, pacing: ReconcilePacing, progress: Callable[[int], None]) -> Reconciler:
+    if app.client_source is None:
+        raise ValueError(resync_disabled_reason(app.settings, None) or "no Salesforce client")
+    source: Any = app.client_source  # the Salesforce gateway: a ClientSource that also lists changed records
+    queue = resync_queue(app)
+    return Reconciler(source, source, PostgresReadModelView(app.pool), app.rule, queue.seen_extra_fields,
+                      pacing, progress)
 
 
 def worker_id(settings: Settings) -> str:

@@ -1,6 +1,7 @@
 """The `worker` command line: one module per command group under `entrypoints/commands`.
 
-Exit codes: 0 ok, 1 error, 2 usage, 3 refused (e.g. a consumer group still has members).
+Exit codes: 0 ok, 1 error, 2 usage, 3 refused (e.g. a consumer group still has members), 4 drift left
+(`worker reconcile`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from worker.bootstrap_operations import Operations
 from worker.config import SettingsError
 from worker.entrypoints.commands import (
     CliError,
+    backfill,
     cdc,
     config,
     dlq,
@@ -22,6 +24,7 @@ from worker.entrypoints.commands import (
     offsets,
     projections,
     query,
+    reconcile,
     replay,
     resync,
     run,
@@ -31,7 +34,8 @@ from worker.entrypoints.commands import (
 
 # Each module exposes `register(subparsers)`, whose commands are `func(args, ops)`: ops (bootstrap's
 # Operations) builds what a command uses. The order is the order of `worker --help`.
-COMMAND_MODULES = (run, migrate, topics, cdc, dlq, resync, offsets, replay, projections, query, lag, config)
+COMMAND_MODULES = (run, migrate, topics, cdc, dlq, resync, backfill, reconcile, offsets, replay, projections, query,
+                   lag, config)
 
 
 def build_parser() -> argparse.ArgumentParser:

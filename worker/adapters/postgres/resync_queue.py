@@ -95,6 +95,11 @@ _FAILING = (
     "SELECT client_id, attempts, last_error, next_attempt_at FROM resync_requests WHERE attempts >= %s"
     " ORDER BY attempts DESC, client_id LIMIT %s"
 )
+_PENDING = "SELECT client_id FROM resync_requests WHERE client_id = ANY(%s)"
+_FULL_PENDING = "SELECT count(*) FROM full_resync_requests WHERE completed_at IS NULL"
+_FULL_PROGRESS = (
+    "SELECT scan_id, phase, pages, records FROM full_resync_requests WHERE completed_at IS NULL ORDER BY id LIMIT 1"
+)
 _FULL_STATUS = (
     "SELECT id, reason, phase, requested_at, started_at, pages, records, attempts, last_error, claimed_by"
     " FROM full_resync_requests WHERE completed_at IS NULL ORDER BY id"
@@ -129,6 +134,23 @@ class PostgresResyncQueue:
         with pooled(self._pool) as conn, conn.transaction():
             conn.execute(FULL_RESYNC_LOCK)
             return bool(conn.execute(REQUEST_FULL_RESYNC, (reason, source_key)).rowcount)
+
+    def pending(self, client_ids: Collection[str]) -> set[str]:
+        """Those of ``client_ids`` still waiting for a read (reconcile waits for its repairs)."""
+        with pooled(self._pool) as conn:
+            return {r[0] for r in conn.execute(_PENDING, (list(client_ids),)).fetchall()}
+
+    def full_resyncs_pending(self) -> int:
+        """Full resyncs not completed yet (backfill waits for them)."""
+        with pooled(self._pool) as conn:
+            row = conn.execute(_FULL_PENDING).fetchone()
+        return int(row[0]) if row else 0
+
+    def full_scan_progress(self) -> tuple[str | None, str, int, int] | None:
+        """(scan id, phase, pages, records) of the oldest full resync not completed; None when there is none."""
+        with pooled(self._pool) as conn:
+            row = conn.execute(_FULL_PROGRESS).fetchone()
+        return (row[0], row[1], int(row[2]), int(row[3])) if row else None
 
     def claim_full_resync(self, worker: str, lease_s: float) -> FullResync | None:
         with pooled(self._pool) as conn:

@@ -37,6 +37,7 @@ class BulkJob:
     id: str
     state: str
     error: str | None = None
+    records: int | None = None  # numberRecordsProcessed, once the job is complete
 
 
 class SalesforceApi:
@@ -145,7 +146,9 @@ class SalesforceApi:
         job = self._transport.call("GET", f"jobs/query/{job_id}")
         if job is None:
             raise SalesforceRequestError(404, "NOT_FOUND", f"Bulk query job {job_id} does not exist (any more)")
-        return BulkJob(job_id, str(job["state"]), job.get("errorMessage"))
+        records = job.get("numberRecordsProcessed")
+        return BulkJob(job_id, str(job["state"]), job.get("errorMessage"),
+                       int(records) if records is not None and job["state"] == "JobComplete" else None)
 
     def bulk_results(self, job_id: str, locator: str | None = None,
                      max_records: int | None = None) -> tuple[list[dict[str, str]], str | None]:

@@ -4,6 +4,7 @@ those the org lacks, turned into client data by the ACL; full scans through Bulk
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from worker.adapters.salesforce.api import SalesforceApi
@@ -49,6 +50,18 @@ class SalesforceClientSource:
         rows, next_cursor = self._api.bulk_results(scan_id, cursor)
         covered = self._mapping.covered_attributes(rows[0].keys() if rows else ())
         return ScanPage([self._to_client(row, str(row["Id"]), covered) for row in rows], next_cursor)
+
+    def scan_size(self, scan_id: str) -> int | None:
+        """How many records the scan reads, once Salesforce knows (for a progress bar)."""
+        return self._api.bulk_job(scan_id).records
+
+    def changed_since(self, since_ms: int, extra_fields: Collection[str] = ()) -> list[FetchedClient]:
+        """Accounts modified at or after ``since_ms`` (SystemModstamp), deleted ones included (queryAll)."""
+        fields = self.fields(extra_fields)
+        since = datetime.fromtimestamp(since_ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        soql = f"SELECT {', '.join(fields)} FROM Account WHERE SystemModstamp >= {since}"
+        covered = self._mapping.covered_attributes(fields)
+        return [self._to_client(row, str(row["Id"]), covered) for row in self._api.query(soql, include_deleted=True)]
 
     def usage(self) -> ApiUsage | None:
         usage = self._api.usage
