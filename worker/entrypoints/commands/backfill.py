@@ -43,8 +43,9 @@ def _backfill(args: argparse.Namespace, ops: Operations) -> int:
         except ValueError as exc:
             raise CliError(f"worker backfill cannot read Salesforce: {exc}") from None
         queue = bootstrap.resync_queue(app)
-        if not queue.request_full(args.reason, None):
-            log.info("backfill: a full resync is pending already; driving it to completion")
+        # one under way (a killed backfill, an overflow's) is resumed, not doubled: it reads every Account too
+        if queue.full_resyncs_pending() or not queue.request_full(args.reason, None):
+            log.info("backfill: a full resync is under way already; driving it to completion")
         summary = _drive(resync, queue, app, Progress("backfill", terminal=Progress.on_terminal(args.json), log=log),
                          settings.resync.scan_poll_s, settings.resync.poll_interval_s)
     finally:
