@@ -11,7 +11,7 @@ from functools import partial
 from typing import Any
 
 from worker import __version__
-from worker.adapters.kafka.consumer import BatchConsumer, consumer_config
+from worker.adapters.kafka.consumer import BatchConsumer, ExpiredInput, consumer_config
 from worker.adapters.kafka.dlq import DeadLetterPublisher
 from worker.adapters.kafka.producer import make_producer
 from worker.adapters.postgres.durability import read_durability
@@ -32,7 +32,9 @@ from worker.config import Settings
 from worker.domain import StatusRule
 from worker.health import DurabilityGate, Health, Heartbeat, assignment_check, database_check
 from worker.observability import Metrics
+from worker.reconcile_metrics import ReconcileMetrics
 from worker.resync_metrics import ResyncMetrics
+from worker.retention import RetentionCliff
 from worker.roles.ingest import IngestProcessor
 from worker.roles.loop import ConsumerLoop
 from worker.roles.relay import OutboxRelay, RelayHooks, RelaySettings
@@ -55,6 +57,7 @@ class App:
     health: Health = field(default_factory=Health)
     aggregates: AggregateCache | None = None
     pool: Any = None
+    reconcile_metrics: ReconcileMetrics | None = None
     closers: list[Callable[[], Any]] = field(default_factory=list)
 
     def new_batch(self) -> ClientBatch:
@@ -132,7 +135,7 @@ def ingest_loop(app: App, stopper: Stopper, idle: IdleClock) -> ConsumerLoop:
         decoder(app), (ChangeEventParseError,), app.bus, app.new_batch, app.rule,
         conflict_retries=s.retry.conflict_retries,
     )
-    consumer = _consumer(app, s.kafka.ingest_group, s.kafka.cdc_topic)
+    consumer = _consumer(app, s.kafka.ingest_group, s.kafka.cdc_topic, on_expired=retention_cliff(app))
     producer = make_producer(s.kafka)
     dlq = DeadLetterPublisher(producer, s.kafka.ingest_group, s.kafka.dlq_suffix)
     return ConsumerLoop("ingest", consumer, processor.process, dlq, s.kafka, _control(app, "ingest", stopper, idle),
@@ -175,7 +178,8 @@ def resync_role(app: App, stopper: Stopper, idle: IdleClock) -> ResyncRole | Dis
         ResyncPacing(poll_interval_s=r.poll_interval_s, scan_poll_s=r.scan_poll_s,
                      initial_backoff_s=s.retry.initial_backoff_s, max_backoff_s=s.retry.max_backoff_s),
         ResyncHooks(heartbeat=_heartbeat(app, "resync"), on_step=resync_metrics.step,
-                    status=lambda: queue.status(r.max_attempts, 0), on_status=resync_metrics.status,
+                    status=lambda: queue.status(r.max_attempts, 0),
+                    on_status=partial(_with_reconcile_status, app, resync_metrics.status),
                     usage=source.usage, on_usage=resync_metrics.usage),
     )
     app.health.readiness("resync", role.ready)
@@ -207,6 +211,14 @@ def reconciler(app: App, pacing: ReconcilePacing, progress: Callable[[int], None
     queue = resync_queue(app)
     return Reconciler(source, source, PostgresReadModelView(app.pool), app.rule, queue.seen_extra_fields,
                       pacing, progress)
+
+
+def _with_reconcile_status(app: App, then: Callable[[Any], None], status: Any) -> None:
+    """The resync role's status step also exports the last reconcile (a CronJob's process is gone)."""
+    then(status)
+    ledger = reconcile_ledger(app)
+    pending = ledger.pending()
+    reconcile_metrics(app).observe(ledger.last_run(), pending.count if pending else 0)
 
 
 def worker_id(settings: Settings) -> str:
@@ -253,12 +265,25 @@ def projector_loop(app: App, stopper: Stopper, idle: IdleClock) -> ConsumerLoop:
                         on_batch=partial(app.metrics.projector_batch, s.kafka.events_topic))
 
 
-def _consumer(app: App, group: str, topic: str) -> BatchConsumer:
+def retention_cliff(app: App) -> RetentionCliff:
+    ledger = reconcile_ledger(app)
+    return RetentionCliff(ledger.request, ledger.last_applied_commits, reconcile_metrics(app).lost)
+
+
+def reconcile_metrics(app: App) -> ReconcileMetrics:
+    """One per process (its instruments are registered once)."""
+    if app.reconcile_metrics is None:
+        app.reconcile_metrics = ReconcileMetrics(app.metrics.provider.get_meter("salesforce-cdc-worker.reconcile"))
+    return app.reconcile_metrics
+
+
+def _consumer(app: App, group: str, topic: str,
+              on_expired: Callable[[list[ExpiredInput]], None] | None = None) -> BatchConsumer:
     """A group consumer whose librdkafka statistics feed the lag gauge, and whose assignment is a readiness
     check of the process."""
     conf = consumer_config(app.settings.kafka, group, **{
         "statistics.interval.ms": STATS_INTERVAL_MS, "stats_cb": app.metrics.consumer_stats(group)})
-    consumer = BatchConsumer(conf, [topic])
+    consumer = BatchConsumer(conf, [topic], on_expired=on_expired)
     app.health.readiness(f"{group} partitions", assignment_check(consumer))
     return consumer
 

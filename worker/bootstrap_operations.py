@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the operations' parts, imported when first built (a command
     from worker.adapters.postgres.dlq_audit import ReplayAudit
     from worker.adapters.postgres.migrate import Migration
     from worker.adapters.postgres.read_models import PostgresReadModels
+    from worker.adapters.postgres.reconcile_store import PostgresReconcileLedger
     from worker.adapters.salesforce.change_event import ChangeEvent
     from worker.application.queries import QueryBus
     from worker.roles.projector import ProjectorProcessor
@@ -91,6 +92,11 @@ class Operations:
 
     def event_log(self) -> PostgresEventStore:
         return self._once("event_store", lambda: PostgresEventStore(self._pool()))
+
+    def reconcile_ledger(self) -> PostgresReconcileLedger:
+        from worker.adapters.postgres.reconcile_store import PostgresReconcileLedger
+
+        return self._once("reconcile_ledger", lambda: PostgresReconcileLedger(self._pool()))
 
     def replay_audit(self) -> ReplayAudit:
         from worker.adapters.postgres.dlq_audit import ReplayAudit

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -60,16 +61,31 @@ def commit_error(error: KafkaError) -> KafkaException:
     return KafkaException(error)
 
 
+@dataclass(frozen=True)
+class ExpiredInput:
+    """Offsets of an assigned partition that this group will never read: expired below the log start before it
+    read them (``committed`` set), or skipped by auto.offset.reset=latest with no committed offset."""
+
+    topic: str
+    partition: int
+    committed: int | None
+    log_start: int
+    lost: int
+
+
 class BatchConsumer:
-    """Wraps confluent_kafka.Consumer; no network until `subscribe`."""
+    """Wraps confluent_kafka.Consumer; no network until `subscribe`. ``on_expired`` is told, at assignment, of
+    input the group lost to retention (compared: committed offsets and the partitions' low watermarks)."""
 
     def __init__(
         self,
         config: dict[str, Any],
         topics: Sequence[str],
+        on_expired: Callable[[list[ExpiredInput]], None] | None = None,
     ) -> None:
         self._config = config
         self._topics = list(topics)
+        self._on_expired = on_expired
         self._consumer: Consumer | None = None
         self.assignment: set[tuple[str, int]] = set()
         self.joined = False  # the group handed us an assignment (possibly empty) at least once
@@ -227,6 +243,26 @@ class BatchConsumer:
         self.assignment |= {(tp.topic, tp.partition) for tp in partitions}
         self.joined = True
         log.info("assigned %s", _names(partitions))
+        if self._on_expired is not None and partitions:
+            try:
+                expired = self._expired(_consumer, partitions)
+            except KafkaException as exc:  # never fails an assignment: the next one checks again
+                log.warning("retention check of %s not done: %s", _names(partitions), exc)
+                return
+            if expired:
+                self._on_expired(expired)
+
+    def _expired(self, consumer: Consumer, partitions: list[TopicPartition]) -> list[ExpiredInput]:
+        latest = str(self._config.get("auto.offset.reset", "latest")) in ("latest", "largest", "end")
+        out = []
+        for tp in consumer.committed(partitions, timeout=10):
+            low, high = consumer.get_watermark_offsets(TopicPartition(tp.topic, tp.partition), timeout=10,
+                                                       cached=False)
+            if tp.offset >= 0 and tp.offset < low:
+                out.append(ExpiredInput(tp.topic, tp.partition, tp.offset, low, low - tp.offset))
+            elif tp.offset < 0 and latest and high > low:
+                out.append(ExpiredInput(tp.topic, tp.partition, None, low, high - low))
+        return out
 
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # Offsets are committed synchronously after every batch, before the next consume(), so nothing

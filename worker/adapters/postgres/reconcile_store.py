@@ -34,6 +34,7 @@ _PENDING = (
     "SELECT count(*), min(since), bool_or(since IS NULL), min(requested_at), max(id)"
     " FROM reconcile_requests WHERE done_at IS NULL"
 )
+_PENDING_REASON = "SELECT reason FROM reconcile_requests WHERE done_at IS NULL ORDER BY id DESC LIMIT 1"
 _DONE = "UPDATE reconcile_requests SET done_at = now(), done_by_run = %s WHERE done_at IS NULL AND id <= %s"
 # The newest Salesforce commit applied from each of these partitions (a scan, but only on a retention cliff).
 _LAST_COMMIT = """
@@ -103,6 +104,11 @@ class PostgresReconcileLedger:
         if not row or not row[0]:
             return None
         return PendingReconcile(int(row[0]), row[1], bool(row[2]), row[3], int(row[4]))
+
+    def pending_reason(self) -> str | None:
+        with pooled(self._pool) as conn:
+            row = conn.execute(_PENDING_REASON).fetchone()
+        return str(row[0]) if row else None
 
     def honoured(self, run_id: int, up_to_request: int) -> None:
         with pooled(self._pool) as conn:

@@ -24,8 +24,9 @@ def _lag(args: argparse.Namespace, ops: Operations) -> int:
     for group, topic in ((k.ingest_group, k.cdc_topic), (k.projector_group, k.events_topic)):
         rows += [{"group": group, **row} for row in ops.admin().partition_lag(group, topic)]
     freshness = _freshness(ops)
+    cliff = _reconcile_requested(ops)
     if args.json:
-        print_json({"partitions": rows, "read_model": freshness})
+        print_json({"partitions": rows, "read_model": freshness, "reconcile_requested": cliff})
         return 0
     # ages are seconds in JSON, durations for people ("3d 4h"): any `*_age_s` of a row becomes an `*_age` column
     columns = ["group", "topic", "partition", "committed", "end", "lag"]
@@ -36,6 +37,9 @@ def _lag(args: argparse.Namespace, ops: Operations) -> int:
     age = freshness["age_s"]
     print(f"\nread model: newest Salesforce change {newest or '-'}"
           + (f" ({duration(age)} ago)" if age is not None else ""))
+    if cliff is not None:
+        print(f"retention cliff: input expired before it was read; a reconcile since {cliff['since'] or 'the start'}"
+              f" is pending ({cliff['reason']}): run `worker reconcile`")
     return 0
 
 
@@ -63,3 +67,14 @@ def _freshness(ops: Operations) -> dict[str, Any]:
     stamp = ops.client_queries().newest_change_at()
     age = (datetime.now(UTC) - stamp).total_seconds() if stamp else None
     return {"newest_change_at": stamp.isoformat() if stamp else None, "age_s": age}
+
+
+def _reconcile_requested(ops: Operations) -> dict[str, Any] | None:
+    """A reconcile a retention cliff asked for and that has not run yet (None: none pending)."""
+    pending = ops.reconcile_ledger().pending()
+    if pending is None:
+        return None
+    reason = ops.reconcile_ledger().pending_reason()
+    return {"since": pending.since.isoformat() if pending.since else None, "full": pending.full,
+            "requests": pending.count, "reason": reason,
+            "requested_at": pending.requested_at.isoformat() if pending.requested_at else None}

@@ -4,6 +4,7 @@ by default and a refusal while the group has members."""
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
@@ -123,6 +124,11 @@ def reset_group(args: argparse.Namespace, ops: Operations, group: str, topic: st
 def _reset(args: argparse.Namespace, ops: Operations) -> int:
     rows = reset_group(args, ops, args.group, args.topic)
     _print_plan(args, rows)
+    skipped = sum(max(0, r.new - r.current) for r in rows if r.current is not None and r.new is not None)
+    if getattr(args, "to_latest", False) and skipped:
+        print(f"warning: {skipped} offset(s) of {args.topic} are skipped: the changes they hold are never applied; "
+              "run `worker reconcile --since <how far back they go>` (or --full) to read them from Salesforce",
+              file=sys.stderr)
     return 0
 
 
