@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from worker.config import KafkaSettings, ObservabilitySettings, Settings, SettingsError, load_settings
 from worker.entrypoints.cli import build_parser
 from worker.observability import MeterInventory, Metrics
+from worker.reconcile_metrics import ReconcileMetrics
 from worker.resync_metrics import ResyncMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -727,7 +728,9 @@ def exported_metrics() -> set[str]:
     metrics = Metrics()
     resync = MeterInventory(metrics.provider.get_meter("resync"))
     ResyncMetrics(resync)  # type: ignore[arg-type]
-    return metrics.prometheus_names() | resync.prometheus_names()
+    reconcile = MeterInventory(metrics.provider.get_meter("reconcile"))
+    ReconcileMetrics(reconcile)  # type: ignore[arg-type]
+    return metrics.prometheus_names() | resync.prometheus_names() | reconcile.prometheus_names()
 
 
 def test_dashboard_and_alerts_use_only_metrics_the_worker_exports() -> None:
@@ -748,3 +751,59 @@ def test_operators_are_alerted_on_and_shown(metric: str) -> None:
     assert any(metric in promql_metrics(str(rule["expr"])) for _, rule in alert_rules()), f"no alert reads {metric}"
     assert any(metric in promql_metrics(expr) for path in dashboards() for _, expr in dashboard_exprs(path)), (
         f"no dashboard panel shows {metric}")
+
+
+# --- reconciliation on a schedule ------------------------------------------------------------------------------
+
+
+def cron_jobs() -> list[tuple[str, dict[str, Any]]]:
+    return of_kind("CronJob")
+
+
+def cron_containers(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    containers: list[dict[str, Any]] = doc["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    return containers
+
+
+def test_k8s_reconcile_runs_on_a_schedule_one_at_a_time_and_parses() -> None:
+    found = {tuple(c.get("args") or ()): doc for _, doc in cron_jobs() for c in cron_containers(doc)}
+    assert any(args[:1] == ("reconcile",) and "--full" not in args for args in found), (
+        f"deploy/k8s: no CronJob runs an incremental `worker reconcile` (CronJob args: {sorted(found)})")
+    assert any(args[:2] == ("reconcile", "--full") for args in found), "deploy/k8s: no CronJob for a full reconcile"
+    problems = []
+    for file, doc in cron_jobs():
+        spec = doc["spec"]
+        if spec.get("concurrencyPolicy") != "Forbid":
+            problems.append(f"{where(file, doc)}: concurrencyPolicy must be Forbid (two reconciles repair twice)")
+        if len(str(spec.get("schedule", "")).split()) != 5:
+            problems.append(f"{where(file, doc)}: schedule {spec.get('schedule')!r} is not a 5-field cron line")
+        pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+        if pod.get("restartPolicy") not in ("Never", "OnFailure"):
+            problems.append(f"{where(file, doc)}: restartPolicy {pod.get('restartPolicy')!r}")
+        for c in cron_containers(doc):
+            if "command" in c:
+                problems.append(f"{where(file, doc)}: `command` replaces the `worker` entrypoint")
+            if error := cli_error(c.get("args")):
+                problems.append(f"{where(file, doc)}: args {error}")
+            refs = c.get("envFrom") or []
+            if not any("secretRef" in r for r in refs) or not any("configMapRef" in r for r in refs):
+                problems.append(f"{where(file, doc)}: needs the worker ConfigMap and Secret (Salesforce credentials)")
+            if not (c.get("resources") or {}).get("limits") or not c.get("securityContext"):
+                problems.append(f"{where(file, doc)}: resources.limits and securityContext wanted")
+    assert not problems, "\n".join(problems)
+
+
+def test_compose_has_a_reconcile_service_behind_a_profile() -> None:
+    services = worker_services()
+    reconcile = [svc for svc in services.values() if (svc.get("command") or [None])[0] == "reconcile"]
+    assert reconcile, f"{rel(COMPOSE)}: no service runs `worker reconcile`"
+    for svc in reconcile:
+        assert svc.get("profiles"), f"{rel(COMPOSE)}: the reconcile service must not start with `up` (profile)"
+        assert svc.get("restart") == "no", f"{rel(COMPOSE)}: the reconcile service is one run (restart: no)"
+
+
+@pytest.mark.parametrize("metric", [
+    "worker_reconcile_drift", "worker_retention_lost_offsets_total", "worker_reconcile_last_run_timestamp_seconds",
+])
+def test_convergence_is_alerted_on(metric: str) -> None:
+    assert any(metric in promql_metrics(str(rule["expr"])) for _, rule in alert_rules()), f"no alert reads {metric}"
