@@ -42,3 +42,5 @@ if [ -n "$FIRST" ]; then
 fi
 echo; echo "== consumer lag and read-model freshness =="
 "${W[@]}" lag
+echo; echo "== reconcile: every Account of Salesforce against the read model (exit 4 if anything drifts) =="
+"${W[@]}" reconcile --full --report-only
