@@ -14,6 +14,8 @@ Needs KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (a role that may CREATE DATABASE)
    recorded_at / projected_at of each sampled client's last change.
 4. Aggregate load time of a 10 000-event stream, with snapshots every 100 events and with none.
 5. The same workload at BENCH_SCALE x N (5; 1 skips it): raw, ingest, relay, projector, database size.
+6. Convergence (`converge.py`): `worker backfill` and a full `worker reconcile` of BENCH_CONVERGE_N Accounts
+   (100 000; 0 skips it) on the tests' fake Salesforce, as records per second beside the ingest rate.
 
 Other knobs: BENCH_IDLE_S (2.0, idle time before a stage exits), BENCH_BATCH_SIZE and BENCH_BATCH_TIMEOUT_S (the
 worker's kafka.batch_size / batch_timeout_s; its defaults otherwise), BENCH_E2E_MODE (threads: the three roles in
@@ -755,6 +757,11 @@ def table(report: dict[str, Any]) -> str:
             f" (every 100), {report['no_snapshot_load_s'] * 1000:,.1f} ms without"
             f" ({_num(ratio(report['no_snapshot_load_s'], report['snapshot_load_s']), '.0f')}x)")
     lines.append(f"peak RSS of the worker's processes: {_num(report['peak_rss_mb'])} MiB")
+    if report.get("converge"):
+        c = report["converge"]
+        lines.append(f"convergence, {c['accounts']:,} Accounts on the fake Salesforce: backfill"
+                     f" {_num(c['backfill_per_s'])} records/s, full reconcile {_num(c['reconcile_full_per_s'])}"
+                     f" records/s (ingest: {_num(report['main']['ingest_per_s'])} messages/s)")
     scale = report.get("scale")
     if scale:
         lines += [
@@ -852,7 +859,14 @@ def _run(cfg: Config, res: Resources) -> dict[str, Any]:
     e2e = e2e_pass(res, main["ingest_per_s"])
     snaps = snapshot_pass(res)
     scale = throughput_pass(res, f"x{cfg.scale}", cfg.n * cfg.scale, naive=False) if cfg.scale > 1 else None
-    return build_report(cfg, env, main, e2e, snaps, scale)
+    report = build_report(cfg, env, main, e2e, snaps, scale)
+    converge_n = int(os.environ.get("BENCH_CONVERGE_N", "100000"))
+    if converge_n:  # backfill and full reconcile on the fake Salesforce (tests/benchmarks/converge.py)
+        from tests.benchmarks.converge import run_converge
+
+        log(f"convergence: backfill and full reconcile of {converge_n:,} Accounts")
+        report["converge"] = run_converge(cfg.database_url, converge_n)
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
