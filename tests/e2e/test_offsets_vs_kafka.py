@@ -88,7 +88,9 @@ def test_resets_choose_the_offsets_kafkas_own_tool_chooses(
 ) -> None:
     topic, group = f"{topic_prefix}.timed", f"{topic_prefix}-reset-group"
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
-    admin.create_topics([NewTopic(topic, len(RECORDS), 1)])[topic].result(30)
+    # records dated 2023: without retention.ms=-1 the broker's retention check (every 5 minutes) may delete them
+    # mid-test, since their timestamps are far older than the default 7 days
+    admin.create_topics([NewTopic(topic, len(RECORDS), 1, config={"retention.ms": "-1"})])[topic].result(30)
     producer = Producer({"bootstrap.servers": kafka_bootstrap, "enable.idempotence": True})
     for partition, count in RECORDS.items():
         for i in range(count):
