@@ -10,8 +10,10 @@
 
 Settings (environment): STACK_DIR (default <repo>/.stack), STACK_KAFKA_PORT (19092),
 STACK_KAFKA_CONTROLLER_PORT (19093), STACK_PG_PORT (15432), STACK_WAIT_S (90: the deadline for each server to
-answer). Standard library only: it runs before the virtual environment exists. It uses confluent_kafka for the
-readiness check when that is importable, and a raw ApiVersions request otherwise.
+answer), STACK_PG_DURABLE (unset: fsync, synchronous_commit and full_page_writes off for speed; 1: on, as the
+chaos test and benchmarks want them; read on every start). Standard library only: it runs before the virtual
+environment exists. It uses confluent_kafka for the readiness check when that is importable, and a raw
+ApiVersions request otherwise.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ KAFKA_PORT = _int_env("STACK_KAFKA_PORT", 19092)
 CONTROLLER_PORT = _int_env("STACK_KAFKA_CONTROLLER_PORT", 19093)
 PG_PORT = _int_env("STACK_PG_PORT", 15432)
 WAIT_S = float(_int_env("STACK_WAIT_S", 90))
+PG_DURABLE = _int_env("STACK_PG_DURABLE", 0) != 0
 
 KAFKA_DIR = STACK / "kafka"
 LIBS = KAFKA_DIR / "libs"
@@ -590,11 +593,17 @@ def pg_init() -> None:
         f"listen_addresses = '{HOST}'\n"
         f"port = {PG_PORT}\n"
         f"unix_socket_directories = '{folder}'\n"
-        "max_connections = 200\n"
+        "max_connections = 200\n" + pg_durability_settings(),
+    )
+
+
+def pg_durability_settings() -> str:
+    if PG_DURABLE:
+        return "# STACK_PG_DURABLE=1: a commit survives a crash of the server or the machine.\n" \
+               "fsync = on\nsynchronous_commit = on\nfull_page_writes = on\n"
+    return (
         "# A local dev/test server: durability is traded for speed. Never use these settings for data you keep.\n"
-        "fsync = off\n"
-        "synchronous_commit = off\n"
-        "full_page_writes = off\n",
+        "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
     )
 
 

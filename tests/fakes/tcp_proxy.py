@@ -56,6 +56,16 @@ class TcpProxy:
         self._up.set()
         self._flowing.set()
 
+    def upstream_ports(self) -> set[int]:
+        """The local ports of the open connections to the target (what the server sees as client ports)."""
+        with self._lock:
+            ports = set()
+            for sock in self._sockets:
+                with contextlib.suppress(OSError):
+                    if sock.getpeername() == self._target:
+                        ports.add(sock.getsockname()[1])
+            return ports
+
     def _accept(self) -> None:
         while not self._closed:
             try:
