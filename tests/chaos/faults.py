@@ -102,8 +102,9 @@ class Faults:
             return {pid: port for pid, port in conn.execute(_LOCK_HOLDERS).fetchall()}
 
     def _leading_relay(self) -> tuple[str, int | None]:
-        """The relay whose proxied connection holds the lock (relay-0 and no backend when none does yet)."""
-        for backend, port in self._holders().items():
+        """The relay whose proxied connection holds the lock (relay-0 and no backend when none does)."""
+        holders = wait(self._holders, FREEZE_DEADLINE_S, "a relay to hold the lock")
+        for backend, port in holders.items():
             for name, proxy in self.proxies.items():
                 if port in proxy.upstream_ports():
                     return name, backend

@@ -17,6 +17,8 @@ from pathlib import Path
 from tests.chaos.stack import ROOT
 
 WORKER = [sys.executable, "-m", "worker.entrypoints.cli"]
+# -X faulthandler: SIGABRT writes every thread's stack to the log (a process that will not stop says where)
+RUN = [sys.executable, "-X", "faulthandler", "-m", "worker.entrypoints.cli", "run"]
 
 
 def run_cli(env: dict[str, str], *args: str, timeout: float = 300) -> str:
@@ -59,7 +61,7 @@ class Fleet:
         member.starts += 1
         member.log = self.logs / f"{name}.{member.starts}.log"
         with open(member.log, "wb") as out:
-            member.process = subprocess.Popen([*WORKER, "run", member.role], env=member.env, cwd=ROOT,
+            member.process = subprocess.Popen([*RUN, member.role], env=member.env, cwd=ROOT,
                                               stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
 
     def kill(self, name: str) -> int:
@@ -89,7 +91,7 @@ class Fleet:
             self.start(name)
 
     def stop(self, timeout: float = 60) -> None:
-        """SIGTERM to every member (graceful: finish the batch, commit), SIGKILL after ``timeout``."""
+        """SIGTERM to every member (graceful: finish the batch, commit); SIGABRT after ``timeout`` (stacks dumped)."""
         self.check()
         for member in self.members.values():
             if member.process is not None and member.process.poll() is None:
@@ -100,8 +102,10 @@ class Fleet:
             try:
                 code = member.process.wait(timeout)
             except subprocess.TimeoutExpired:
-                member.process.kill()
+                member.process.send_signal(signal.SIGABRT)  # the stacks, into its log
                 code = member.process.wait(30)
-                self.surprises.append(f"{member.name} did not stop within {timeout:.0f}s of SIGTERM")
+                self.surprises.append(f"{member.name} (pid {member.process.pid}) did not stop within "
+                                      f"{timeout:.0f}s of SIGTERM; its threads' stacks are in {member.log}")
+                continue
             if code != 0:
                 self.surprises.append(f"{member.name} exited {code} after SIGTERM; log {member.log}")

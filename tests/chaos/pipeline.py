@@ -76,7 +76,7 @@ class Pipeline:
         """Every change to its partition (idempotent producer: a broker restart neither loses nor doubles
         one); ``gate(i)`` may hold message i back, ``rate`` paces (messages/s, 0: as fast as it goes)."""
         producer = Producer({"bootstrap.servers": self.stack.bootstrap, "enable.idempotence": True,
-                             "linger.ms": 5, "message.timeout.ms": 600_000, "log_level": 3})
+                             "linger.ms": 5, "message.timeout.ms": 600_000, "log_level": 0})
         failed: list[str] = []
 
         def delivered(err: Any, _msg: Any) -> None:
@@ -109,7 +109,8 @@ class Pipeline:
 
     def events_written(self) -> int:
         with psycopg.connect(self.dsn, connect_timeout=5) as conn:
-            return int(conn.execute("SELECT last_value FROM events_global_position_seq").fetchone()[0])  # type: ignore[index]
+            row = conn.execute("SELECT pg_sequence_last_value('events_global_position_seq')").fetchone()
+            return int(row[0] or 0) if row else 0
 
     def progressed(self, since: int, deadline_s: float, fleet: Fleet | None = None) -> int:
         """Wait until ingest wrote events past ``since``; returns the new mark."""

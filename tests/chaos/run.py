@@ -12,6 +12,7 @@ end). Exit 0 when both runs are the same, 1 on any difference, stuck condition o
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import random
 import sys
@@ -24,7 +25,7 @@ from pathlib import Path
 from tests.chaos.compare import compare, read_outcome
 from tests.chaos.faults import Faults
 from tests.chaos.fleet import Fleet
-from tests.chaos.pipeline import Gate, Pipeline, Stuck
+from tests.chaos.pipeline import Gate, Pipeline, Stuck, wait
 from tests.chaos.stack import ROOT, ChaosStack
 from tests.chaos.workload import Change, build
 from tests.fakes.tcp_proxy import TcpProxy
@@ -149,6 +150,7 @@ def chaos_run(cfg: Config, changes: list[Change], say: Journal, logs: Path) -> t
 
 
 def main() -> int:
+    faulthandler.enable()
     cfg = Config.from_env(dict(os.environ))
     say = Journal()
     say(f"chaos: {cfg.changes:,} changes, seed {cfg.seed}, {cfg.kills} kills, {cfg.pg_restarts} PostgreSQL and "
@@ -163,8 +165,9 @@ def main() -> int:
         reference = reference_run(cfg, changes, say, logs)
         chaos, fleet, faults = chaos_run(cfg, changes, say, logs)
         say("comparing the reference run with the chaos run")
-        verdict = compare(read_outcome("reference", reference.dsn, reference.kafka),
-                          read_outcome("chaos", chaos.dsn, chaos.kafka))
+        verdict = compare(wait(lambda: read_outcome("reference", reference.dsn, reference.kafka), 120, "the "
+                               "reference's end state"),
+                          wait(lambda: read_outcome("chaos", chaos.dsn, chaos.kafka), 120, "the chaos run's end state"))
     except Stuck as exc:
         say(f"FAILED: {exc}")
         return 1

@@ -95,6 +95,10 @@ class TcpProxy:
         except OSError:
             pass
         finally:
+            # shutdown first: close() alone sends no FIN while the other pipe's thread is blocked in recv() on the
+            # same socket, and the peer would wait for an answer forever
             for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
                 with contextlib.suppress(OSError):
                     sock.close()
