@@ -67,6 +67,9 @@ demo: install up  ## stack up, migrate, topics, CDC messages in, clients and dea
 bench: install  ## benchmark against same-run baselines (BENCH_N, BENCH_SCALE, OUT=file.json)
 	$(WITH_STACK) $(PY) -m tests.benchmarks.run $(if $(OUT),--out $(OUT))
 
+chaos: install  ## the chaos test on its own durable stack (CHAOS_CHANGES, CHAOS_KILLS, CHAOS_SEED; tests/chaos/run.py)
+	$(PY) -m tests.chaos
+
 compose-up:  ## the compose stack, where a Docker engine answers
 	@docker info >/dev/null 2>&1 || (echo "no Docker engine answers here: use make up / make demo" && exit 1)
 	docker compose -f deploy/compose.yaml up -d --build
@@ -78,4 +81,4 @@ compose-down:
 clean:  ## stop the stack and remove its data (the .stack folder, or STACK_DIR)
 	$(STACK_PY) deploy/stack.py clean
 
-.PHONY: help venv install up down status env lint typecheck test unit fuzz demo bench compose-up compose-down clean
+.PHONY: help venv install up down status env lint typecheck test unit fuzz demo bench chaos compose-up compose-down clean

@@ -15,9 +15,9 @@ from typing import Any
 
 import psycopg
 
+from tests.chaos.pipeline import lag
 from tests.harness import consume_all
 from worker.adapters.kafka.dlq import H_CLASS, H_STAGE
-from worker.adapters.kafka.groups import partition_lag
 from worker.config import KafkaSettings
 
 _SUMMARY = "SELECT client_id, to_jsonb(s) - 'projected_at' FROM client_summary s"
@@ -56,7 +56,7 @@ def read_outcome(name: str, dsn: str, kafka: KafkaSettings) -> Outcome:
         out.streams = {row[0]: (row[1], row[2]) for row in conn.execute(_STREAMS)}
         out.outbox = conn.execute("SELECT count(*) FROM outbox").fetchone()[0]  # type: ignore[index]
     for group, topic in ((kafka.ingest_group, kafka.cdc_topic), (kafka.projector_group, kafka.events_topic)):
-        out.lag[group] = sum(row["lag"] for row in partition_lag(kafka, group, topic))
+        out.lag[group] = lag(kafka.bootstrap_servers, group, topic)
     for kind, topic in (("ingest", kafka.cdc_topic), ("projector", kafka.events_topic)):
         out.dead_letters[kind] = unique_dead_letters(kafka.bootstrap_servers, topic + kafka.dlq_suffix)
     return out

@@ -10,13 +10,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import psycopg
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from tests.chaos.fleet import Fleet, base_env, run_cli
 from tests.chaos.stack import ChaosStack
 from tests.chaos.workload import Change
 from tests.harness import settings_for
-from worker.adapters.kafka.groups import partition_lag
 from worker.config import KafkaSettings
 
 POLL_S = 0.5
@@ -33,10 +32,12 @@ class Pipeline:
     partitions: int
     say: Callable[[str], None]
     dsn: str = ""
+    run_id: str = ""
     env: dict[str, str] = field(default_factory=dict)
 
-    def prepare(self) -> None:
-        """A fresh database (migrated) and fresh topics with ``partitions`` partitions."""
+    def prepare(self, run_id: str) -> None:
+        """A fresh database (migrated), fresh topics with ``partitions`` partitions and fresh groups."""
+        self.run_id = run_id
         self.dsn = self.stack.create_database(f"chaos_{self.name}")
         self.env = base_env(self.worker_env(self.dsn))
         run_cli(self.env, "migrate")
@@ -45,11 +46,10 @@ class Pipeline:
                  f"{self.partitions} partition(s)")
 
     def worker_env(self, dsn: str) -> dict[str, str]:
-        prefix = f"chaos-{self.name}"
+        prefix = f"chaos-{self.run_id}-{self.name}"
         return {
             "WORKER_KAFKA__BOOTSTRAP_SERVERS": self.stack.bootstrap,
             "WORKER_POSTGRES__URL": dsn,
-            "WORKER_POSTGRES__REQUIRE_DURABLE": "true",
             "WORKER_POSTGRES__DEAD_PEER_TIMEOUT_S": "5",
             "WORKER_KAFKA__CDC_TOPIC": f"{prefix}.salesforce.cdc.account",
             "WORKER_KAFKA__EVENTS_TOPIC": f"{prefix}.client.events",
@@ -126,17 +126,17 @@ class Pipeline:
         def state() -> tuple[int, int, int]:
             with psycopg.connect(self.dsn, connect_timeout=5) as conn:
                 outbox = int(conn.execute("SELECT count(*) FROM outbox").fetchone()[0])  # type: ignore[index]
-            return (sum(r["lag"] for r in partition_lag(kafka, kafka.ingest_group, kafka.cdc_topic)), outbox,
-                    sum(r["lag"] for r in partition_lag(kafka, kafka.projector_group, kafka.events_topic)))
+            return (lag(kafka.bootstrap_servers, kafka.ingest_group, kafka.cdc_topic), outbox,
+                    lag(kafka.bootstrap_servers, kafka.projector_group, kafka.events_topic))
 
         def done() -> bool:
-            ingest = sum(r["lag"] for r in partition_lag(kafka, kafka.ingest_group, kafka.cdc_topic))
+            ingest = lag(kafka.bootstrap_servers, kafka.ingest_group, kafka.cdc_topic)
             if ingest:
                 return False
             with psycopg.connect(self.dsn, connect_timeout=5) as conn:
                 if conn.execute("SELECT count(*) FROM outbox").fetchone()[0]:  # type: ignore[index]
                     return False
-            return not sum(r["lag"] for r in partition_lag(kafka, kafka.projector_group, kafka.events_topic))
+            return not lag(kafka.bootstrap_servers, kafka.projector_group, kafka.events_topic)
 
         started = time.monotonic()
         try:
@@ -144,6 +144,22 @@ class Pipeline:
         except Stuck as exc:
             raise Stuck(f"{exc}; ingest lag, outbox rows, projector lag = {safely(state)}") from None
         return f"converged in {time.monotonic() - started:.1f}s"
+
+
+def lag(bootstrap: str, group: str, topic: str) -> int:
+    """End offsets minus the group's committed offsets, summed over the partitions, read by a fresh client (a
+    long-lived admin client kept a coordinator from before a broker restart and timed out)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
+                         "log_level": 0})
+    try:
+        parts = [TopicPartition(topic, p) for p in consumer.list_topics(topic, timeout=10).topics[topic].partitions]
+        total = 0
+        for tp in consumer.committed(parts, timeout=10):
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            total += high - (tp.offset if tp.offset >= 0 else low)
+        return total
+    finally:
+        consumer.close()
 
 
 def wait(condition: Callable[[], Any], deadline_s: float, what: str, fleet: Fleet | None = None) -> Any:
@@ -156,7 +172,8 @@ def wait(condition: Callable[[], Any], deadline_s: float, what: str, fleet: Flee
         if value and not isinstance(value, Exception):
             return value
         if time.monotonic() >= deadline:
-            raise Stuck(f"timed out after {deadline_s:.0f}s waiting for {what}")
+            last = f" (last: {type(value).__name__}: {value})" if isinstance(value, Exception) else ""
+            raise Stuck(f"timed out after {deadline_s:.0f}s waiting for {what}{last}")
         time.sleep(POLL_S)
 
 

@@ -79,7 +79,7 @@ class Journal:
 
 def reference_run(cfg: Config, changes: list[Change], say: Journal, logs: Path) -> Pipeline:
     pipeline = Pipeline("reference", cfg.stack, 1, say)
-    pipeline.prepare()
+    pipeline.prepare(logs.name)
     pipeline.produce(changes)
     say(f"reference: {len(changes):,} changes produced; `worker run all` (one process) starts")
     fleet = Fleet(logs / "reference", say)
@@ -97,7 +97,7 @@ def reference_run(cfg: Config, changes: list[Change], say: Journal, logs: Path) 
 
 def chaos_run(cfg: Config, changes: list[Change], say: Journal, logs: Path) -> tuple[Pipeline, Fleet, Faults]:
     pipeline = Pipeline("chaos", cfg.stack, PARTITIONS, say)
-    pipeline.prepare()
+    pipeline.prepare(logs.name)
     fleet = Fleet(logs / "chaos", say)
     fleet.logs.mkdir(parents=True, exist_ok=True)
     with ExitStack() as exits:
