@@ -18,6 +18,7 @@ import random
 import sys
 import threading
 import time
+from collections import Counter
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,6 +159,9 @@ def main() -> int:
         f"(kafka {cfg.stack.bootstrap}, postgres 127.0.0.1:{cfg.stack.pg_port}, durable)")
     changes, mix = build(cfg.changes, cfg.seed)
     say("workload: " + ", ".join(f"{kind} {n:,}" for kind, n in mix.most_common()))
+    spread = Counter(change.partition(PARTITIONS) for change in changes)
+    say(f"workload: {len({c.group for c in changes}):,} groups of clients (a merged update's share one); changes "
+        f"per partition of {PARTITIONS}: {', '.join(f'{spread[p]:,}' for p in range(PARTITIONS))}")
     logs = cfg.stack.folder / "logs" / time.strftime("%Y%m%d-%H%M%S")
     cfg.stack.up()
     say(f"stack up; worker logs in {logs}")

@@ -1,0 +1,30 @@
+"""The chaos test, short: 5,000 changes, 6 kill -9s, one PostgreSQL immediate restart, one broker kill -9, one
+frozen relay connection, on its own durable stack (never the one the other tests share); `make chaos` is the long
+one. See tests/chaos/run.py for what is compared."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.e2e.conftest import ROOT
+
+SHORT = {
+    "CHAOS_CHANGES": "5000", "CHAOS_KILLS": "6", "CHAOS_SEED": "11", "CHAOS_PG_RESTARTS": "1",
+    "CHAOS_BROKER_RESTARTS": "1", "CHAOS_FREEZES": "1", "CHAOS_DEADLINE_S": "300",
+    "CHAOS_STACK_DIR": ".chaos-stack-short",
+    "CHAOS_KAFKA_PORT": "39092", "CHAOS_KAFKA_CONTROLLER_PORT": "39093", "CHAOS_PG_PORT": "35432",
+}
+
+
+def test_kills_and_outages_under_load_end_in_the_same_state_as_a_clean_run() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WORKER_", "CHAOS_", "STACK_"))}
+    env.update({k: os.environ.get(f"SHORT_{k}", v) for k, v in SHORT.items()})  # SHORT_CHAOS_*: other ports
+    result = subprocess.run([sys.executable, "-m", "tests.chaos"], env={**env, "PYTHONPATH": str(ROOT)}, cwd=ROOT,
+                            capture_output=True, text=True, timeout=1200, stdin=subprocess.DEVNULL)
+    report = result.stdout + result.stderr
+    assert result.returncode == 0, f"the chaos run failed:\n{report[-8000:]}"
+    assert "PASSED: the same end state" in report
+    assert "6 kill -9 of workers" in report and "1 PostgreSQL immediate restart" in report
+    assert "1 broker kill -9 + restart" in report and "1 frozen relay connection" in report
