@@ -127,13 +127,14 @@ def chaos_run(cfg: Config, changes: list[Change], say: Journal, logs: Path) -> t
         producer = threading.Thread(target=feed, name="chaos-producer", daemon=True)
         producer.start()
         say(f"chaos: producing {len(changes):,} changes at up to {cfg.rate:.0f}/s; {len(plan)} faults planned")
-        mark = 0
+        mark, pace = 0, len(changes) // (2 * (len(plan) + 1))
         try:
             for j, fault in enumerate(plan):
                 while not gate.step_due(j) and producer.is_alive():
                     fleet.check()
                     time.sleep(0.2)  # the producer's progress, polled
-                mark = pipeline.progressed(mark, cfg.deadline_s, fleet)
+                # the workers got back to work since the last fault: the faults spread over the processing
+                mark = pipeline.progressed(mark + pace, cfg.deadline_s, fleet)
                 say(f"fault {j + 1}/{len(plan)} at {gate.produced:,} changes produced, {mark:,} events written")
                 faults.inflict(fault)
                 gate.step_done()
