@@ -147,8 +147,9 @@ class Pipeline:
 
 
 def lag(bootstrap: str, group: str, topic: str) -> int:
-    """End offsets minus the group's committed offsets, summed over the partitions, read by a fresh client (a
-    long-lived admin client kept a coordinator from before a broker restart and timed out)."""
+    """End offsets minus the group's committed offsets, summed over the partitions, read by a fresh client: the
+    process-wide admin client of worker.adapters.kafka.groups, used across the broker's restart, once kept timing
+    out on a group's offsets for minutes (not reproduced in isolation)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False,
                          "log_level": 0})
     try:
