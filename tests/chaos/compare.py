@@ -40,6 +40,7 @@ class Outcome:
     history: dict[str, Any] = field(default_factory=dict)
     streams: dict[str, tuple[int, str]] = field(default_factory=dict)
     dead_letters: dict[str, dict[str, tuple[str, str]]] = field(default_factory=dict)  # by DLQ topic kind
+    dead_letter_records: dict[str, int] = field(default_factory=dict)  # before de-duplication
     lag: dict[str, int] = field(default_factory=dict)
     outbox: int = -1
 
@@ -58,18 +59,21 @@ def read_outcome(name: str, dsn: str, kafka: KafkaSettings) -> Outcome:
     for group, topic in ((kafka.ingest_group, kafka.cdc_topic), (kafka.projector_group, kafka.events_topic)):
         out.lag[group] = lag(kafka.bootstrap_servers, group, topic)
     for kind, topic in (("ingest", kafka.cdc_topic), ("projector", kafka.events_topic)):
-        out.dead_letters[kind] = unique_dead_letters(kafka.bootstrap_servers, topic + kafka.dlq_suffix)
+        out.dead_letters[kind], out.dead_letter_records[kind] = unique_dead_letters(
+            kafka.bootstrap_servers, topic + kafka.dlq_suffix)
     return out
 
 
-def unique_dead_letters(bootstrap: str, topic: str) -> dict[str, tuple[str, str]]:
-    """sha256(key, value) -> (stage, error class); a record dead-lettered twice (redelivered) counts once."""
+def unique_dead_letters(bootstrap: str, topic: str) -> tuple[dict[str, tuple[str, str]], int]:
+    """sha256(key, value) -> (stage, error class), and how many records the topic holds: a record dead-lettered
+    twice (redelivered after a kill) counts once."""
     found: dict[str, tuple[str, str]] = {}
-    for message in consume_all(bootstrap, topic, timeout_s=60):
+    records = consume_all(bootstrap, topic, timeout_s=60)
+    for message in records:
         digest = hashlib.sha256((message.key() or b"") + b"\0" + (message.value() or b"")).hexdigest()
         headers = {k: (v or b"").decode(errors="replace") for k, v in message.headers() or []}
         found[digest] = (headers.get(H_STAGE, "?"), headers.get(H_CLASS, "?"))
-    return found
+    return found, len(records)
 
 
 @dataclass
@@ -104,7 +108,8 @@ def compare(ref: Outcome, run: Outcome) -> Verdict:
                   [_first_event_difference(ref, run, line) for line in stream_diff[:SHOWN]] + stream_diff[SHOWN:],
                   len(ref.streams.keys() | run.streams.keys()))
     for kind in ref.dead_letters:
-        verdict.check(f"unique dead letters of {kind}",
+        records = f"{ref.dead_letter_records[kind]:,} / {run.dead_letter_records[kind]:,} records"
+        verdict.check(f"unique dead letters of {kind} ({records})",
                       _mapping_diff(ref.dead_letters[kind], run.dead_letters[kind], ref.name, run.name),
                       len(ref.dead_letters[kind].keys() | run.dead_letters[kind].keys()))
     return verdict
