@@ -150,23 +150,34 @@ class DurabilityGate:
     runs without fsync on purpose); one that could not be read at start is read again, at most every `retry_s`."""
 
     def __init__(self, read: Callable[[], Any], required: bool, report: Callable[[bool], None],
-                 retry_s: float = 30.0) -> None:
+                 retry_s: float = 30.0, wait_s: float = 300.0, sleep: Callable[[float], None] = time.sleep) -> None:
         self._read = read
         self._required = required
         self._report = report
+        self._wait_s = wait_s  # required: how long an unreachable server (a restart, crash recovery) is waited out
+        self._sleep = sleep
         self._retry = Cached(self._read_late, ttl_s=retry_s)
         self.verdict: Any = None
 
     def start(self) -> None:
         """Read and judge the settings; raise DatabaseNotDurable when required and not (known to be) durable."""
-        try:
-            verdict = self._read()
-        except Exception as exc:  # unreachable: the loops wait it out; the readiness check reads again later
-            if self._required:
-                raise DatabaseNotDurable(f"cannot check that PostgreSQL is durable, and "
-                                         f"WORKER_POSTGRES__REQUIRE_DURABLE is set: {_one_line(exc)}") from None
-            log.warning("PostgreSQL durability not checked yet: %s", _one_line(exc))
-            return
+        waited, delay = 0.0, 0.5
+        while True:
+            try:
+                verdict = self._read()
+                break
+            except Exception as exc:  # unreachable: the loops wait it out; the readiness check reads again later
+                if not self._required:
+                    log.warning("PostgreSQL durability not checked yet: %s", _one_line(exc))
+                    return
+                if waited >= self._wait_s:  # an outage is waited out, like any transient fault, up to a bound
+                    raise DatabaseNotDurable(
+                        f"cannot check that PostgreSQL is durable after {waited:.0f}s, and "
+                        f"WORKER_POSTGRES__REQUIRE_DURABLE is set: {_one_line(exc)}") from None
+                log.warning("PostgreSQL durability cannot be checked yet (%s); WORKER_POSTGRES__REQUIRE_DURABLE is "
+                            "set: trying again in %.1fs", _one_line(exc), delay)
+                self._sleep(delay)
+                waited, delay = waited + delay, min(delay * 2, 10.0)
         self._judge(verdict)
 
     def check(self) -> tuple[bool, str]:

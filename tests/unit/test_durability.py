@@ -90,5 +90,22 @@ def test_an_unreachable_server_is_checked_again_later_unless_durability_is_requi
     def unreachable() -> Durability:
         raise ConnectionError("refused")
 
+    slept: list[float] = []
     with pytest.raises(DatabaseNotDurable, match="cannot check"):
-        DurabilityGate(unreachable, required=True, report=gauge).start()
+        DurabilityGate(unreachable, required=True, report=gauge, wait_s=5, sleep=slept.append).start()
+    assert slept and sum(slept[:-1]) < 5 <= sum(slept), "waited out with backoff, up to the bound"
+
+
+def test_required_durability_waits_out_a_server_in_recovery() -> None:
+    answers: list[Durability | Exception] = [ConnectionError("the database system is starting up")] * 3
+    answers.append(Durability(DURABLE))
+
+    def read() -> Durability:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    gauge, slept = Gauge(), []
+    DurabilityGate(read, required=True, report=gauge, sleep=slept.append).start()
+    assert gauge.values == [True] and slept == [0.5, 1.0, 2.0]
