@@ -53,6 +53,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from tests.benchmarks.common import log, percentile, with_database
+from tests.benchmarks.durable import durable_postgres, server_settings
 from tests.benchmarks.workload import Workload, client_id
 
 REPO = Path(__file__).resolve().parents[2]
@@ -502,7 +503,7 @@ def hop_breakdown(dsn: str, sample: list[str], produced: dict[tuple[int, int], f
             "SELECT s.client_id, s.version, (e.metadata->>'source_partition')::int,"
             " (e.metadata->>'source_offset')::bigint, extract(epoch FROM e.recorded_at)::float8,"
             " extract(epoch FROM s.projected_at)::float8"
-            " FROM client_summary s JOIN events e ON e.stream_id = s.client_id AND e.version = s.version"
+            " FROM client_summary s JOIN events_with_metadata e ON e.stream_id = s.client_id AND e.version = s.version"
             " WHERE s.client_id = ANY(%s)", (sample,)).fetchall()
     spans: dict[str, list[float]] = {}
     for cid, version, partition, offset, recorded, projected in rows:
@@ -585,7 +586,7 @@ def e2e_pass(res: Resources, ingest_rate: float | None) -> dict[str, Any]:
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
             "SELECT stream_id, max(version), (metadata->>'source_partition')::int, (metadata->>'source_offset')::bigint"
-            " FROM events WHERE stream_id = ANY(%s) AND metadata ? 'source_offset'"
+            " FROM events_with_metadata WHERE stream_id = ANY(%s) AND metadata ? 'source_offset'"
             " GROUP BY 1, 3, 4", (sample,)).fetchall()
     latencies, unseen = [], 0
     for stream_id, version, partition, offset in rows:
@@ -678,6 +679,7 @@ def environment(cfg: Config) -> dict[str, Any]:
         "librdkafka": confluent_kafka.libversion()[0],
         "psycopg": psycopg.__version__,
         "postgresql": server,
+        "postgresql_settings": server_settings(cfg.database_url),
         "cpu_count": os.cpu_count(),
         "kafka_bootstrap": cfg.bootstrap,
         "worker_revision": _revision(),
@@ -711,6 +713,7 @@ def table(report: dict[str, Any]) -> str:
         f" format {report['format']}, seed {report['seed']}, {report['env']['cpu_count']} CPUs,"
         f" Python {report['env']['python']}, librdkafka {report['env']['librdkafka']},"
         f" PostgreSQL {report['env']['postgresql']}",
+        "PostgreSQL settings: " + ", ".join(f"{k}={v}" for k, v in report["env"]["postgresql_settings"].items()),
         "",
         f"{'stage':<34}{'rate':>12}  {'unit':<22}{'peak RSS MiB':>13}",
         "-" * 81,
@@ -855,6 +858,7 @@ def _run(cfg: Config, res: Resources) -> dict[str, Any]:
     env = environment(cfg)
     log(f"run {res.run_id}: {env['cpu_count']} CPUs, Python {env['python']}, librdkafka {env['librdkafka']},"
         f" PostgreSQL {env['postgresql']}; stage logs in {res.workdir}")
+    log("PostgreSQL settings measured under: " + ", ".join(f"{k}={v}" for k, v in env["postgresql_settings"].items()))
     main = throughput_pass(res, "main", cfg.n, naive=True)
     e2e = e2e_pass(res, main["ingest_per_s"])
     snaps = snapshot_pass(res)
@@ -884,13 +888,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.cleanup:
         leftovers(cfg, args.cleanup).cleanup()
         return 0
-    res = Resources(cfg, uuid.uuid4().hex[:8], Path(tempfile.mkdtemp(prefix="bench-")))
-    try:
-        report = _run(cfg, res)
-    except BaseException:
-        res.cleanup(keep_logs=True)
-        raise
-    res.cleanup()
+    with durable_postgres(cfg.database_url) as url:
+        cfg = replace(cfg, database_url=url)
+        res = Resources(cfg, uuid.uuid4().hex[:8], Path(tempfile.mkdtemp(prefix="bench-")))
+        try:
+            report = _run(cfg, res)
+        except BaseException:
+            res.cleanup(keep_logs=True)
+            raise
+        res.cleanup()
     print(table(report))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")

@@ -43,3 +43,39 @@ def test_a_snapshot_of_another_schema_version_is_discarded_and_the_stream_replay
         assert reloaded.get(A).version == 5 and reloaded.get(A).details.phone == "3"
     finally:
         pool.close()
+
+
+def test_every_metadata_field_of_every_event_is_read_back_as_written(database_url: str) -> None:
+    """Migration 007 stores what a batch's events share once and leaves out what an event's other fields say:
+    the view, the outbox and read_all still give each event's metadata exactly as it was recorded."""
+    from worker.application.ports import BatchChanges, StoredEvent
+    from worker.application.unit_of_work import new_event_id
+
+    change = {"transaction_key": "tk-1", "sequence_number": 2, "commit_timestamp_ms": 1_700_000_000_000}
+    common = {"worker_version": "9.9", "source_topic": "cdc\\topic\tx", "traceparent": None}
+    metas = [
+        {**common, "command": "RegisterClient", "transaction_key": "tk-1", "sequence_number": 2,
+         "commit_timestamp": 1_700_000_000_000, "correlation_id": "tk-1", "causation_id": "cdc\\topic\tx:0:7",
+         "source_partition": 0, "source_offset": 7, "replay_id": None},
+        {**common, "command": "ChangeClientDetails", "transaction_key": "other", "sequence_number": 2.0,
+         "commit_timestamp": True, "correlation_id": "tk-1", "causation_id": "elsewhere", "source_partition": 0,
+         "source_offset": 8},
+        {**common, "command": "MarkClientForResync", "reason": "gap ünïcode"},
+        {"worker_version": "9.9", "merged_into": "001000000000009AAA"},
+    ]
+    events = [StoredEvent(A, version, "ClientRegistered", 1, {"change": change if version < 3 else None, "n": version},
+                          {"event_id": new_event_id(), **meta})
+              for version, meta in enumerate(metas, start=1)]
+    pool = make_pool(database_url, 2, 5.0)
+    store = PostgresEventStore(pool)
+    try:
+        store.commit(BatchChanges(events=events))
+        expected = [dict(e.metadata) for e in events]
+        assert [r[0] for r in rows(database_url, "SELECT metadata FROM events_with_metadata ORDER BY version")] \
+            == expected
+        assert [r[0] for r in rows(database_url, "SELECT metadata FROM outbox ORDER BY position")] == expected
+        assert [dict(e.metadata) for e in store.read_all(0, 10)] == expected
+        stored = rows(database_url, "SELECT metadata FROM events ORDER BY version")
+        assert "worker_version" not in stored[0][0] and "correlation_id" not in stored[0][0]
+    finally:
+        pool.close()

@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import psycopg
@@ -25,7 +25,7 @@ WITH latest AS (
     FROM snapshots WHERE stream_id = ANY(%(ids)s) AND schema_version = %(snapshot_schema)s
     ORDER BY stream_id, version DESC
 )
-SELECT s.stream_id, s.version, NULL, s.schema_version, s.state, NULL, NULL
+SELECT s.stream_id, s.version, NULL, s.schema_version, s.state::json, NULL, NULL
 FROM latest s
 UNION ALL
 SELECT e.stream_id, e.version, e.event_type, e.schema_version, e.payload, '{}'::jsonb, e.global_position
@@ -34,15 +34,20 @@ WHERE e.stream_id = ANY(%(ids)s) AND e.version > COALESCE(s.version, 0)
 ORDER BY 1, 2, 3 NULLS FIRST
 """
 _COPY_EVENTS = (
-    "COPY events (stream_id, version, event_id, event_type, schema_version, payload, metadata) FROM STDIN"
+    "COPY events (stream_id, version, event_id, event_type, schema_version, payload, metadata, batch_id) FROM STDIN"
 )
-# The outbox rows are copied server-side from the events just written (same transaction, in append order):
-# the batch crosses the wire and is JSON-encoded once.
+_NEW_BATCH = "INSERT INTO event_batches (metadata) VALUES (%s) RETURNING id"
+# The outbox rows are copied server-side from the events just written (same transaction, in append order), their
+# metadata made whole again: the batch crosses the wire and is JSON-encoded once.
 _FILL_OUTBOX = (
     "INSERT INTO outbox (stream_id, version, event_id, event_type, schema_version, payload, metadata)"
-    " SELECT stream_id, version, event_id, event_type, schema_version, payload, metadata FROM events"
+    " SELECT stream_id, version, event_id, event_type, schema_version, payload,"
+    " event_metadata(%s::jsonb, metadata, event_id, payload) FROM events"
     " WHERE event_id = ANY(%s::uuid[]) ORDER BY global_position"
 )
+# The relay LISTENs on this channel: it wakes when a batch with events commits (a poll timer is the fallback).
+OUTBOX_CHANNEL = "worker_outbox"
+_NOTIFY = f"NOTIFY {OUTBOX_CHANNEL}"
 _INSERT_SNAPSHOT = (
     "INSERT INTO snapshots (stream_id, version, schema_version, state) VALUES (%s, %s, %s, %s)"
     " ON CONFLICT (stream_id, version) DO NOTHING"
@@ -72,8 +77,10 @@ _SCAN_SEEN = (
     "INSERT INTO full_resync_seen (request_id, client_id) SELECT %s, unnest(%s::text[]) ON CONFLICT DO NOTHING"
 )
 _READ_ALL = (
-    "SELECT stream_id, version, event_type, schema_version, payload, metadata, global_position FROM events"
-    " WHERE global_position > %s AND global_position <= %s ORDER BY global_position LIMIT %s"
+    "SELECT e.stream_id, e.version, e.event_type, e.schema_version, e.payload,"
+    " event_metadata(b.metadata, e.metadata, e.event_id, e.payload), e.global_position"
+    " FROM events e LEFT JOIN event_batches b ON b.id = e.batch_id"
+    " WHERE e.global_position > %s AND e.global_position <= %s ORDER BY e.global_position LIMIT %s"
 )
 # bigserial order is not commit order: a writer that took a lower position may commit after a higher one is
 # visible. SHARE mode waits for every transaction appending now (and holds new ones back for that instant), so
@@ -153,11 +160,14 @@ class PostgresEventStore:
     def _write(conn: psycopg.Connection[Any], changes: BatchChanges) -> None:
         with conn.cursor() as cur:
             if changes.events:
+                shared, rows = compact_metadata(changes.events)
+                cur.execute(_NEW_BATCH, (_json(shared),))
+                batch_id = cur.fetchone()[0]  # type: ignore[index]
                 with cur.copy(_COPY_EVENTS) as copy:
-                    for e in changes.events:  # text COPY: jsonb columns take the JSON text as it is
-                        copy.write_row((e.stream_id, e.version, e.metadata["event_id"], e.event_type,
-                                        e.schema_version, _json(e.payload), _json(e.metadata)))
-                cur.execute(_FILL_OUTBOX, ([e.metadata["event_id"] for e in changes.events],))
+                    copy.write("".join(_copy_line(e, own, batch_id) for e, own in zip(changes.events, rows,
+                                                                                       strict=True)))
+                cur.execute(_FILL_OUTBOX, (_json(shared), [e.metadata["event_id"] for e in changes.events]))
+                cur.execute(_NOTIFY)
             if changes.snapshots:
                 cur.executemany(
                     _INSERT_SNAPSHOT,
@@ -199,5 +209,79 @@ def _write_scan_progress(cur: Any, progress: ScanProgress) -> None:
         cur.execute(_SCAN_SEEN, (progress.request_id, progress.seen))
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # one encoder, not one per call
+
+
+def _copy_line(event: StoredEvent, own: Mapping[str, Any], batch_id: int) -> str:
+    """One row of text COPY. Ids and type names are plain; JSON holds no raw tab or newline (it escapes them), so
+    only its backslashes need doubling."""
+    return (f"{_text(event.stream_id)}\t{event.version}\t{event.metadata['event_id']}\t{_text(event.event_type)}\t"
+            f"{event.schema_version}\t{_json(event.payload).replace(_BS, _BS2)}\t{_json(own).replace(_BS, _BS2)}\t"
+            f"{batch_id}\n")
+
+
+_BS, _BS2 = "\\", "\\\\"
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _text(value: str) -> str:
+    return value.translate(_COPY_ESCAPES) if not value.isalnum() else value
+
+
+# code -> (metadata key, the key of the payload's `change` holding the same value); see migration 007
+_FROM_CHANGE = (("t", "transaction_key", "transaction_key"), ("s", "sequence_number", "sequence_number"),
+                ("T", "commit_timestamp", "commit_timestamp_ms"))
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def compact_metadata(events: Sequence[StoredEvent]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Split the batch's metadata as migration 007 stores it: the fields every event shares (stored once, in
+    `event_batches`) and each event's own fields, less what its other fields already say ("~" lists those codes;
+    `event_metadata()` in SQL and `full_metadata` here put them back). The event id is a column of its own."""
+    metas = [e.metadata for e in events]
+    first, rest = metas[0], metas[1:]
+    shared = {k: v for k, v in first.items()
+              if k != "event_id" and all(k in m and _same(m[k], v) for m in rest)}
+    rows = []
+    for event, meta in zip(events, metas, strict=True):
+        own = {k: v for k, v in meta.items() if k != "event_id" and k not in shared}
+        codes = ""
+        change = event.payload.get("change")
+        if isinstance(change, Mapping):
+            for code, key, source in _FROM_CHANGE:
+                if key in own and source in change and _same(own[key], change[source]):
+                    del own[key]
+                    codes += code
+        key = meta.get("transaction_key")
+        if "correlation_id" in own and isinstance(key, str) and _same(own["correlation_id"], key):
+            del own["correlation_id"]
+            codes += "c"
+        topic, partition, offset = (meta.get(k) for k in ("source_topic", "source_partition", "source_offset"))
+        if ("causation_id" in own and isinstance(topic, str) and type(partition) is int and type(offset) is int
+                and own["causation_id"] == f"{topic}:{partition}:{offset}"):
+            del own["causation_id"]
+            codes += "k"
+        if codes:
+            own["~"] = codes
+        rows.append(own)
+    return shared, rows
+
+
+def full_metadata(shared: Mapping[str, Any] | None, own: Mapping[str, Any], event_id: str,
+                  payload: Mapping[str, Any]) -> dict[str, Any]:
+    """`event_metadata()` of migration 007 in Python: the whole metadata of a stored event."""
+    meta = {**(shared or {}), **{k: v for k, v in own.items() if k != "~"}}
+    codes = own.get("~", "")
+    change = payload.get("change") or {}
+    for code, key, source in _FROM_CHANGE:
+        if code in codes:
+            meta[key] = change.get(source)
+    if "c" in codes:
+        meta["correlation_id"] = meta.get("transaction_key")
+    if "k" in codes:
+        meta["causation_id"] = f"{meta.get('source_topic')}:{meta.get('source_partition')}:{meta.get('source_offset')}"
+    meta["event_id"] = event_id
+    return meta
