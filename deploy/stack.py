@@ -11,9 +11,9 @@
 Settings (environment): STACK_DIR (default <repo>/.stack), STACK_KAFKA_PORT (19092),
 STACK_KAFKA_CONTROLLER_PORT (19093), STACK_PG_PORT (15432), STACK_WAIT_S (90: the deadline for each server to
 answer), STACK_PG_DURABLE (unset: fsync, synchronous_commit and full_page_writes off for speed; 1: on, as the
-chaos test and benchmarks want them; read on every start); `up` accepts service names too. Standard library only: it runs before the virtual
-environment exists. It uses confluent_kafka for the readiness check when that is importable, and a raw
-ApiVersions request otherwise.
+chaos test and benchmarks want them; read on every start); `up` accepts service names too. Standard library only:
+it runs before the virtual environment exists. It uses confluent_kafka for the readiness check when that is
+importable, and a raw ApiVersions request otherwise.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
+from worker.adapters.postgres.outbox import OUTBOX_CHANNEL
 from worker.application.errors import ConcurrencyConflict
 from worker.application.ports import BatchChanges, LoadedStream, ScanProgress, StoredEvent
 from worker.application.unit_of_work import SNAPSHOT_SCHEMA_VERSION
@@ -46,7 +47,6 @@ _FILL_OUTBOX = (
     " WHERE event_id = ANY(%s::uuid[]) ORDER BY global_position"
 )
 # The relay LISTENs on this channel: it wakes when a batch with events commits (a poll timer is the fallback).
-OUTBOX_CHANNEL = "worker_outbox"
 _NOTIFY = f"NOTIFY {OUTBOX_CHANNEL}"
 _INSERT_SNAPSHOT = (
     "INSERT INTO snapshots (stream_id, version, schema_version, state) VALUES (%s, %s, %s, %s)"

@@ -5,6 +5,7 @@ soon: TCP keepalives and tcp_user_timeout on both ends, and the server ends a se
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +13,9 @@ from typing import Any
 import psycopg
 
 _RELAY_LOCK = 7_402_113_002
+# An ingest transaction that appended events NOTIFYs this channel when it commits; the leading relay LISTENs on
+# its session and wakes at once instead of on a poll timer (the timer stays as the fallback).
+OUTBOX_CHANNEL = "worker_outbox"
 _UNPUBLISHED = (
     "SELECT position, event_id::text, stream_id, version, event_type, schema_version, payload, metadata,"
     " created_at FROM outbox WHERE stream_id <> ALL(%s) ORDER BY position LIMIT %s"
@@ -97,7 +101,21 @@ class PostgresOutbox:
         if not self._leading:
             row = conn.execute("SELECT pg_try_advisory_lock(%s)", (_RELAY_LOCK,)).fetchone()
             self._leading = bool(row and row[0])
+            if self._leading:
+                conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
         return self._leading
+
+    def wait_for_rows(self, timeout_s: float) -> bool:
+        """Until an ingest transaction with events commits (its NOTIFY) or ``timeout_s`` passed; True when woken.
+        A standby, or a session that ended, just waits (the next `lead()` or query reports what happened)."""
+        conn = self._conn
+        if not self._leading or conn is None or conn.closed or conn.broken:
+            time.sleep(timeout_s)
+            return False
+        try:
+            return any(True for _ in conn.notifies(timeout=timeout_s, stop_after=1))
+        except psycopg.Error:
+            return False
 
     def unpublished(self, limit: int, held_back: Sequence[str] = ()) -> list[OutboxRow]:
         """The oldest unpublished rows, leaving out the streams in ``held_back``."""
