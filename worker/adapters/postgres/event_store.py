@@ -255,8 +255,9 @@ def compact_metadata(events: Sequence[StoredEvent]) -> tuple[dict[str, Any], lis
                 if key in own and source in change and _same(own[key], change[source]):
                     del own[key]
                     codes += code
-        key = meta.get("transaction_key")
-        if "correlation_id" in own and isinstance(key, str) and _same(own["correlation_id"], key):
+        transaction_key = meta.get("transaction_key")
+        if ("correlation_id" in own and isinstance(transaction_key, str)
+                and _same(own["correlation_id"], transaction_key)):
             del own["correlation_id"]
             codes += "c"
         topic, partition, offset = (meta.get(k) for k in ("source_topic", "source_partition", "source_offset"))
