@@ -51,7 +51,8 @@ def test_every_metadata_field_of_every_event_is_read_back_as_written(database_ur
     from worker.application.ports import BatchChanges, StoredEvent
     from worker.application.unit_of_work import new_event_id
 
-    change = {"transaction_key": "tk-1", "sequence_number": 2, "commit_timestamp_ms": 1_700_000_000_000}
+    change = {"record_id": A, "commit_number": 7, "sequence_number": 2, "transaction_key": "tk-1",
+              "last_modified_ms": None, "commit_timestamp_ms": 1_700_000_000_000}
     common = {"worker_version": "9.9", "source_topic": "cdc\\topic\tx", "traceparent": None}
     metas = [
         {**common, "command": "RegisterClient", "transaction_key": "tk-1", "sequence_number": 2,
@@ -63,8 +64,10 @@ def test_every_metadata_field_of_every_event_is_read_back_as_written(database_ur
         {**common, "command": "MarkClientForResync", "reason": "gap ünïcode"},
         {"worker_version": "9.9", "merged_into": "001000000000009AAA"},
     ]
-    events = [StoredEvent(A, version, "ClientRegistered", 1, {"change": change if version < 3 else None, "n": version},
-                          {"event_id": new_event_id(), **meta})
+    payloads = [{"change": change, "n": 1.5}, {"change": {**change, "record_id": "elsewhere"}, "x": "a\\b"},
+                {"change": None, "reason": "gap"}, {"deleted": True}]
+    events = [StoredEvent(A, version, "ClientRegistered" if version < 3 else "ClientMarkedForResync", 1,
+                          payloads[version - 1], {"event_id": new_event_id(), **meta})
               for version, meta in enumerate(metas, start=1)]
     pool = make_pool(database_url, 2, 5.0)
     store = PostgresEventStore(pool)
@@ -75,7 +78,11 @@ def test_every_metadata_field_of_every_event_is_read_back_as_written(database_ur
             == expected
         assert [r[0] for r in rows(database_url, "SELECT metadata FROM outbox ORDER BY position")] == expected
         assert [dict(e.metadata) for e in store.read_all(0, 10)] == expected
-        stored = rows(database_url, "SELECT metadata FROM events ORDER BY version")
+        assert [e.payload for e in store.read_all(0, 10)] == payloads
+        assert [r[0] for r in rows(database_url, "SELECT payload FROM outbox ORDER BY position")] == payloads
+        assert [e.payload for e in store.load_streams([A])[A].events] == payloads
+        stored = rows(database_url, "SELECT metadata, payload FROM events ORDER BY version")
         assert "worker_version" not in stored[0][0] and "correlation_id" not in stored[0][0]
+        assert "change" not in stored[0][1] and stored[1][1]["change"]["record_id"] == "elsewhere"
     finally:
         pool.close()

@@ -42,9 +42,10 @@ _NEW_BATCH = "INSERT INTO event_batches (metadata) VALUES (%s) RETURNING id"
 # metadata made whole again: the batch crosses the wire and is JSON-encoded once.
 _FILL_OUTBOX = (
     "INSERT INTO outbox (stream_id, version, event_id, event_type, schema_version, payload, metadata)"
-    " SELECT stream_id, version, event_id, event_type, schema_version, payload,"
-    " event_metadata(%s::jsonb, metadata, event_id, payload) FROM events"
-    " WHERE event_id = ANY(%s::uuid[]) ORDER BY global_position"
+    " SELECT e.stream_id, e.version, e.event_id, e.event_type, e.schema_version, w.payload,"
+    " event_metadata(%s::jsonb, e.metadata, e.event_id, e.event_type, w.payload)"
+    " FROM events e CROSS JOIN LATERAL (SELECT event_payload(e.stream_id, e.payload) AS payload) w"
+    " WHERE e.batch_id = %s ORDER BY e.global_position"
 )
 # The relay LISTENs on this channel: it wakes when a batch with events commits (a poll timer is the fallback).
 _NOTIFY = f"NOTIFY {OUTBOX_CHANNEL}"
@@ -77,10 +78,9 @@ _SCAN_SEEN = (
     "INSERT INTO full_resync_seen (request_id, client_id) SELECT %s, unnest(%s::text[]) ON CONFLICT DO NOTHING"
 )
 _READ_ALL = (
-    "SELECT e.stream_id, e.version, e.event_type, e.schema_version, e.payload,"
-    " event_metadata(b.metadata, e.metadata, e.event_id, e.payload), e.global_position"
-    " FROM events e LEFT JOIN event_batches b ON b.id = e.batch_id"
-    " WHERE e.global_position > %s AND e.global_position <= %s ORDER BY e.global_position LIMIT %s"
+    "SELECT stream_id, version, event_type, schema_version, payload, metadata, global_position"
+    " FROM events_with_metadata WHERE global_position > %s AND global_position <= %s ORDER BY global_position"
+    " LIMIT %s"
 )
 # bigserial order is not commit order: a writer that took a lower position may commit after a higher one is
 # visible. SHARE mode waits for every transaction appending now (and holds new ones back for that instant), so
@@ -129,9 +129,9 @@ class PostgresEventStore:
             if event_type is None:
                 snapshots[stream_id] = (version, body, schema_version)
             else:
-                events.setdefault(stream_id, []).append(
-                    StoredEvent(stream_id, version, event_type, schema_version, body, metadata, position)
-                )
+                events.setdefault(stream_id, []).append(StoredEvent(
+                    stream_id, version, event_type, schema_version, expand_payload(stream_id, body), metadata,
+                    position))
         loaded = {}
         for stream_id in snapshots.keys() | events.keys():
             snap_version, state, snap_schema = snapshots.get(stream_id, (0, None, None))
@@ -166,7 +166,7 @@ class PostgresEventStore:
                 with cur.copy(_COPY_EVENTS) as copy:
                     copy.write("".join(_copy_line(e, own, batch_id) for e, own in zip(changes.events, rows,
                                                                                        strict=True)))
-                cur.execute(_FILL_OUTBOX, (_json(shared), [e.metadata["event_id"] for e in changes.events]))
+                cur.execute(_FILL_OUTBOX, (_json(shared), batch_id))
                 cur.execute(_NOTIFY)
             if changes.snapshots:
                 cur.executemany(
@@ -216,7 +216,8 @@ def _copy_line(event: StoredEvent, own: Mapping[str, Any], batch_id: int) -> str
     """One row of text COPY. Ids and type names are plain; JSON holds no raw tab or newline (it escapes them), so
     only its backslashes need doubling."""
     return (f"{_text(event.stream_id)}\t{event.version}\t{event.metadata['event_id']}\t{_text(event.event_type)}\t"
-            f"{event.schema_version}\t{_json(event.payload).replace(_BS, _BS2)}\t{_json(own).replace(_BS, _BS2)}\t"
+            f"{event.schema_version}\t{_json(compact_payload(event.stream_id, event.payload)).replace(_BS, _BS2)}\t"
+            f"{_json(own).replace(_BS, _BS2)}\t"
             f"{batch_id}\n")
 
 
@@ -240,14 +241,17 @@ def _same(a: Any, b: Any) -> bool:
 def compact_metadata(events: Sequence[StoredEvent]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Split the batch's metadata as migration 007 stores it: the fields every event shares (stored once, in
     `event_batches`) and each event's own fields, less what its other fields already say ("~" lists those codes;
-    `event_metadata()` in SQL and `full_metadata` here put them back). The event id is a column of its own."""
+    `event_metadata()` in SQL puts them back). The event id is a column of its own."""
     metas = [e.metadata for e in events]
-    first, rest = metas[0], metas[1:]
-    shared = {k: v for k, v in first.items()
-              if k != "event_id" and all(k in m and _same(m[k], v) for m in rest)}
+    shared = _common(metas, ())
+    by_type: dict[str, list[Mapping[str, Any]]] = {}
+    for event, meta in zip(events, metas, strict=True):
+        by_type.setdefault(event.event_type, []).append(meta)
+    per_type = {t: common for t, group in by_type.items() if (common := _common(group, shared))}
     rows = []
     for event, meta in zip(events, metas, strict=True):
-        own = {k: v for k, v in meta.items() if k != "event_id" and k not in shared}
+        implied = per_type.get(event.event_type, {})
+        own = {k: v for k, v in meta.items() if k != "event_id" and k not in shared and k not in implied}
         codes = ""
         change = event.payload.get("change")
         if isinstance(change, Mapping):
@@ -268,21 +272,34 @@ def compact_metadata(events: Sequence[StoredEvent]) -> tuple[dict[str, Any], lis
         if codes:
             own["~"] = codes
         rows.append(own)
+    if per_type:
+        shared["~types"] = per_type
     return shared, rows
 
 
-def full_metadata(shared: Mapping[str, Any] | None, own: Mapping[str, Any], event_id: str,
-                  payload: Mapping[str, Any]) -> dict[str, Any]:
-    """`event_metadata()` of migration 007 in Python: the whole metadata of a stored event."""
-    meta = {**(shared or {}), **{k: v for k, v in own.items() if k != "~"}}
-    codes = own.get("~", "")
-    change = payload.get("change") or {}
-    for code, key, source in _FROM_CHANGE:
-        if code in codes:
-            meta[key] = change.get(source)
-    if "c" in codes:
-        meta["correlation_id"] = meta.get("transaction_key")
-    if "k" in codes:
-        meta["causation_id"] = f"{meta.get('source_topic')}:{meta.get('source_partition')}:{meta.get('source_offset')}"
-    meta["event_id"] = event_id
-    return meta
+def _common(metas: Sequence[Mapping[str, Any]], besides: Collection[str]) -> dict[str, Any]:
+    """The fields (but the event id and those in ``besides``) every one of ``metas`` has with the same value."""
+    first, rest = metas[0], metas[1:]
+    return {k: v for k, v in first.items()
+            if k != "event_id" and k not in besides and all(k in m and _same(m[k], v) for m in rest)}
+
+
+_CHANGE_KEYS = ("commit_number", "sequence_number", "transaction_key", "last_modified_ms", "commit_timestamp_ms")
+_CHANGE_SET = {"record_id", *_CHANGE_KEYS}
+
+
+def compact_payload(stream_id: str, payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The payload as stored: its `change` reference as a positional array under "~c" when the reference names
+    the stream's own record (migration 007; `event_payload()` in SQL and `expand_payload` undo it)."""
+    change = payload.get("change")
+    if not isinstance(change, Mapping) or change.keys() != _CHANGE_SET or change["record_id"] != stream_id:
+        return payload
+    return {"~c": [change[k] for k in _CHANGE_KEYS], **{k: v for k, v in payload.items() if k != "change"}}
+
+
+def expand_payload(stream_id: str, stored: Any) -> Any:
+    if not isinstance(stored, dict) or "~c" not in stored:
+        return stored
+    payload = {k: v for k, v in stored.items() if k != "~c"}
+    payload["change"] = {"record_id": stream_id, **dict(zip(_CHANGE_KEYS, stored["~c"], strict=True))}
+    return payload
