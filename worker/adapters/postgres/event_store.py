@@ -5,13 +5,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
+from worker.adapters.postgres.compact import compact_metadata, compact_payload, expand_payload
 from worker.adapters.postgres.outbox import OUTBOX_CHANNEL
 from worker.application.errors import ConcurrencyConflict
 from worker.application.ports import BatchChanges, LoadedStream, ScanProgress, StoredEvent
@@ -40,12 +41,12 @@ _COPY_EVENTS = (
 _NEW_BATCH = "INSERT INTO event_batches (metadata) VALUES (%s) RETURNING id"
 # The outbox rows are copied server-side from the events just written (same transaction, in append order), their
 # metadata made whole again: the batch crosses the wire and is JSON-encoded once.
+# The outbox rows are copied server-side from the events just written (same transaction, in append order), as
+# they are stored (the relay makes them whole): the batch crosses the wire and is JSON-encoded once.
 _FILL_OUTBOX = (
-    "INSERT INTO outbox (stream_id, version, event_id, event_type, schema_version, payload, metadata)"
-    " SELECT e.stream_id, e.version, e.event_id, e.event_type, e.schema_version, w.payload,"
-    " event_metadata(%s::jsonb, e.metadata, e.event_id, e.event_type, w.payload)"
-    " FROM events e CROSS JOIN LATERAL (SELECT event_payload(e.stream_id, e.payload) AS payload) w"
-    " WHERE e.batch_id = %s ORDER BY e.global_position"
+    "INSERT INTO outbox (stream_id, version, event_id, event_type, schema_version, payload, metadata, batch_id)"
+    " SELECT stream_id, version, event_id, event_type, schema_version, payload, metadata, batch_id FROM events"
+    " WHERE batch_id = %s ORDER BY global_position"
 )
 # The relay LISTENs on this channel: it wakes when a batch with events commits (a poll timer is the fallback).
 _NOTIFY = f"NOTIFY {OUTBOX_CHANNEL}"
@@ -166,7 +167,7 @@ class PostgresEventStore:
                 with cur.copy(_COPY_EVENTS) as copy:
                     copy.write("".join(_copy_line(e, own, batch_id) for e, own in zip(changes.events, rows,
                                                                                        strict=True)))
-                cur.execute(_FILL_OUTBOX, (_json(shared), batch_id))
+                cur.execute(_FILL_OUTBOX, (batch_id,))
                 cur.execute(_NOTIFY)
             if changes.snapshots:
                 cur.executemany(
@@ -227,79 +228,3 @@ _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\
 
 def _text(value: str) -> str:
     return value.translate(_COPY_ESCAPES) if not value.isalnum() else value
-
-
-# code -> (metadata key, the key of the payload's `change` holding the same value); see migration 007
-_FROM_CHANGE = (("t", "transaction_key", "transaction_key"), ("s", "sequence_number", "sequence_number"),
-                ("T", "commit_timestamp", "commit_timestamp_ms"))
-
-
-def _same(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and a == b
-
-
-def compact_metadata(events: Sequence[StoredEvent]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Split the batch's metadata as migration 007 stores it: the fields every event shares (stored once, in
-    `event_batches`) and each event's own fields, less what its other fields already say ("~" lists those codes;
-    `event_metadata()` in SQL puts them back). The event id is a column of its own."""
-    metas = [e.metadata for e in events]
-    shared = _common(metas, ())
-    by_type: dict[str, list[Mapping[str, Any]]] = {}
-    for event, meta in zip(events, metas, strict=True):
-        by_type.setdefault(event.event_type, []).append(meta)
-    per_type = {t: common for t, group in by_type.items() if (common := _common(group, shared))}
-    rows = []
-    for event, meta in zip(events, metas, strict=True):
-        implied = per_type.get(event.event_type, {})
-        own = {k: v for k, v in meta.items() if k != "event_id" and k not in shared and k not in implied}
-        codes = ""
-        change = event.payload.get("change")
-        if isinstance(change, Mapping):
-            for code, key, source in _FROM_CHANGE:
-                if key in own and source in change and _same(own[key], change[source]):
-                    del own[key]
-                    codes += code
-        transaction_key = meta.get("transaction_key")
-        if ("correlation_id" in own and isinstance(transaction_key, str)
-                and _same(own["correlation_id"], transaction_key)):
-            del own["correlation_id"]
-            codes += "c"
-        topic, partition, offset = (meta.get(k) for k in ("source_topic", "source_partition", "source_offset"))
-        if ("causation_id" in own and isinstance(topic, str) and type(partition) is int and type(offset) is int
-                and own["causation_id"] == f"{topic}:{partition}:{offset}"):
-            del own["causation_id"]
-            codes += "k"
-        if codes:
-            own["~"] = codes
-        rows.append(own)
-    if per_type:
-        shared["~types"] = per_type
-    return shared, rows
-
-
-def _common(metas: Sequence[Mapping[str, Any]], besides: Collection[str]) -> dict[str, Any]:
-    """The fields (but the event id and those in ``besides``) every one of ``metas`` has with the same value."""
-    first, rest = metas[0], metas[1:]
-    return {k: v for k, v in first.items()
-            if k != "event_id" and k not in besides and all(k in m and _same(m[k], v) for m in rest)}
-
-
-_CHANGE_KEYS = ("commit_number", "sequence_number", "transaction_key", "last_modified_ms", "commit_timestamp_ms")
-_CHANGE_SET = {"record_id", *_CHANGE_KEYS}
-
-
-def compact_payload(stream_id: str, payload: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The payload as stored: its `change` reference as a positional array under "~c" when the reference names
-    the stream's own record (migration 007; `event_payload()` in SQL and `expand_payload` undo it)."""
-    change = payload.get("change")
-    if not isinstance(change, Mapping) or change.keys() != _CHANGE_SET or change["record_id"] != stream_id:
-        return payload
-    return {"~c": [change[k] for k in _CHANGE_KEYS], **{k: v for k, v in payload.items() if k != "change"}}
-
-
-def expand_payload(stream_id: str, stored: Any) -> Any:
-    if not isinstance(stored, dict) or "~c" not in stored:
-        return stored
-    payload = {k: v for k, v in stored.items() if k != "~c"}
-    payload["change"] = {"record_id": stream_id, **dict(zip(_CHANGE_KEYS, stored["~c"], strict=True))}
-    return payload

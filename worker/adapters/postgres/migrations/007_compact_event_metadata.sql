@@ -28,6 +28,8 @@ CREATE INDEX events_batch ON events (batch_id) WHERE batch_id IS NOT NULL;
 ALTER TABLE events DROP CONSTRAINT IF EXISTS events_event_id_key;
 ALTER TABLE outbox DROP CONSTRAINT IF EXISTS outbox_event_id_key;
 
+-- The outbox holds rows as the events table stores them (the relay makes them whole with their batch's row).
+ALTER TABLE outbox ADD COLUMN batch_id bigint;
 ALTER TABLE events ALTER COLUMN payload TYPE json USING payload::json;
 ALTER TABLE outbox ALTER COLUMN payload TYPE json USING payload::json;
 
