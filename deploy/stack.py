@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The local stack without Docker: Apache Kafka (KRaft, one node) and PostgreSQL, on 127.0.0.1 only.
 
-    python deploy/stack.py up|down|status|env|clean      (down and running accept: kafka, postgres)
+    python deploy/stack.py up|down|status|env|clean      (up, down and running accept: kafka, postgres)
 
 - Kafka 4.1.1: its jars come from Maven Central through Maven and deploy/kafka/pom.xml, into
   <stack>/kafka/libs (fetched once); one JVM is broker and controller (KRaft), started detached, stopped by PID.
@@ -11,9 +11,9 @@
 Settings (environment): STACK_DIR (default <repo>/.stack), STACK_KAFKA_PORT (19092),
 STACK_KAFKA_CONTROLLER_PORT (19093), STACK_PG_PORT (15432), STACK_WAIT_S (90: the deadline for each server to
 answer), STACK_PG_DURABLE (unset: fsync, synchronous_commit and full_page_writes off for speed; 1: on, as the
-chaos test and benchmarks want them; read on every start). Standard library only: it runs before the virtual
-environment exists. It uses confluent_kafka for the readiness check when that is importable, and a raw
-ApiVersions request otherwise.
+chaos test and benchmarks want them; read on every start); `up` accepts service names too. Standard library only:
+it runs before the virtual environment exists. It uses confluent_kafka for the readiness check when that is
+importable, and a raw ApiVersions request otherwise.
 """
 
 from __future__ import annotations
@@ -712,7 +712,8 @@ def main(argv: list[str]) -> int:
     command, args = (argv[1], argv[2:]) if len(argv) > 1 else ("status", [])
     if command == "up":
         with stack_lock():
-            ok = pg_up() and kafka_up()
+            chosen = services(args)
+            ok = (pg_up() if "postgres" in chosen else True) and (kafka_up() if "kafka" in chosen else True)
         if ok:
             log('up: eval "$(python3 deploy/stack.py env)" sets KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL')
         return 0 if ok else 1

@@ -102,7 +102,8 @@ def bootstrap(settings: Settings, *, client_source: ClientSource | None = None, 
         metrics=metrics,
         client_source=source,
         pool=pool,
-        aggregates=AggregateCache(settings.aggregate_cache_size) if settings.aggregate_cache_size else None,
+        aggregates=(AggregateCache(settings.aggregate_cache_size, settings.aggregate_cache_mib)
+                    if settings.aggregate_cache_size else None),
     )
     app.closers.append(pool.close)
     app.health.readiness("database", database_check(pool))

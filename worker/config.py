@@ -219,7 +219,12 @@ class Settings(BaseSettings):
     snapshot_interval: int = Field(default=100, ge=1, description="Take a snapshot every N events of a stream.")
     dlq_max_replays: int = Field(default=3, ge=1)
     aggregate_cache_size: int = Field(
-        default=10_000, ge=0, description="Clients kept in memory between batches (0: load every batch)."
+        default=1_000_000, ge=0, description="At most this many clients kept in memory between batches (0: no"
+        " cache, load every batch); aggregate_cache_mib is the bound that counts."
+    )
+    aggregate_cache_mib: float = Field(
+        default=96.0, ge=0, description="Memory for the clients kept between batches, MiB (estimated from their"
+        " measured size; 0: bounded by aggregate_cache_size alone)."
     )
 
 

@@ -53,6 +53,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from tests.benchmarks.common import log, percentile, with_database
+from tests.benchmarks.durable import durable_postgres, server_settings
 from tests.benchmarks.workload import Workload, client_id
 
 REPO = Path(__file__).resolve().parents[2]
@@ -72,7 +73,9 @@ class Config:
     seed: int
     fmt: str
     scale: int
+    scale_wide: int
     naive_n: int
+    peer: bool
     e2e_n: int | None
     idle_s: float
     batch_size: int | None
@@ -89,17 +92,19 @@ class Config:
         return cls(
             bootstrap=env.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092"),
             database_url=env.get("DATABASE_URL", "postgresql://worker@127.0.0.1:15432/worker"),
-            n=int(env.get("BENCH_N", "200000")),
+            n=int(env.get("BENCH_N", "50000")),
             clients=int(env.get("BENCH_CLIENTS", "20000")),
             seed=int(env.get("BENCH_SEED", "42")),
             fmt=env.get("BENCH_FORMAT", "pubsub").lower().replace("pubsub-avro", "pubsub"),
             scale=int(env.get("BENCH_SCALE", "5")),
+            scale_wide=int(env.get("BENCH_SCALE_WIDE", "10")),
             naive_n=int(env.get("BENCH_NAIVE_N", "20000")),
+            peer=env.get("BENCH_PEER", "1") not in ("", "0"),
             e2e_n=int(env["BENCH_E2E_N"]) if env.get("BENCH_E2E_N") else None,
             idle_s=float(env.get("BENCH_IDLE_S", "2.0")),
             batch_size=int(env["BENCH_BATCH_SIZE"]) if env.get("BENCH_BATCH_SIZE") else None,
             batch_timeout_s=float(env["BENCH_BATCH_TIMEOUT_S"]) if env.get("BENCH_BATCH_TIMEOUT_S") else None,
-            e2e_mode=env.get("BENCH_E2E_MODE", "threads"),
+            e2e_mode=env.get("BENCH_E2E_MODE", "processes"),
             worker_settings=json.loads(env.get("BENCH_SETTINGS") or "{}"),
             keep=env.get("BENCH_KEEP", "") not in ("", "0"),
             log_level=env.get("BENCH_LOG_LEVEL", "WARNING"),
@@ -360,9 +365,10 @@ def ratio(a: float | None, b: float | None) -> float | None:
 # -- the passes --------------------------------------------------------------------------------------------------
 
 
-def throughput_pass(res: Resources, label: str, n: int, *, naive: bool) -> dict[str, Any]:
+def throughput_pass(res: Resources, label: str, n: int, *, naive: bool, clients: int | None = None,
+                    peer: bool = False) -> dict[str, Any]:
     cfg = res.cfg
-    clients = cfg.clients_for(n)
+    clients = clients or cfg.clients_for(n)
     log(f"{label}: n={n:,} clients={clients:,} format={cfg.fmt} seed={cfg.seed}")
     dsn, empty = res.database(label)
     base_dsn, _ = res.database(f"{label}_base", migrated=False)
@@ -384,6 +390,12 @@ def throughput_pass(res: Resources, label: str, n: int, *, naive: bool) -> dict[
     if naive:
         stages["naive"] = run_stage(res, "naive", label, stage_cfg(group=f"{prefix}naive",
                                                                    target=min(produced, cfg.naive_n)))
+    if peer:  # the eventsourcing library on the same messages, each path in its own database
+        for mode, target in (("per_message", min(produced, cfg.naive_n)), ("batched", produced)):
+            peer_dsn, _ = res.database(f"{label}_peer_{mode}", migrated=False)
+            stages[f"peer_{mode}"] = run_stage(res, "peer", f"{label}-{mode}", stage_cfg(
+                group=f"{prefix}peer-{mode}", target=target, mode=mode, peer_dsn=peer_dsn))
+            res.groups.append(f"{prefix}peer-{mode}")
     events = int(scalar(dsn, "SELECT count(*) FROM events"))
     stages["relay"] = run_stage(res, "relay", label, stage_cfg())
     stages["projector"] = run_stage(res, "projector", label, stage_cfg())
@@ -446,6 +458,8 @@ def throughput_pass(res: Resources, label: str, n: int, *, naive: bool) -> dict[
         "projector_applied_per_s": stages["projector"]["events_per_s"],
         "raw_per_s": raw["per_s"],
         "naive_per_s": stages["naive"]["per_s"] if naive else None,
+        "peer_per_message_per_s": stages["peer_per_message"]["per_s"] if peer else None,
+        "peer_batched_per_s": stages["peer_batched"]["per_s"] if peer else None,
         "peak_rss_mb": max(worker_rss),
         "db_mb_per_million_events": db["mb_per_million_events"],
         "mix": dict(workload.counts),
@@ -492,27 +506,59 @@ class VersionPoller(threading.Thread):
         return None
 
 
+def published_at(bootstrap: str, topic: str, timeout_s: float = 30.0) -> dict[str, float]:
+    """event_id -> the time the relay produced it (the record's CreateTime on `client.events`)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-hops-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False, "enable.partition.eof": False})
+    out: dict[str, float] = {}
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in partitions}
+        remaining = {p for p, (low, high) in ends.items() if high > low}
+        consumer.assign([TopicPartition(topic, p, ends[p][0]) for p in remaining])
+        deadline = time.monotonic() + timeout_s
+        while remaining and time.monotonic() < deadline:
+            for m in consumer.consume(1000, 0.5):
+                if m.error() is not None:
+                    continue
+                event_id = dict(m.headers() or []).get("event_id")
+                if event_id:
+                    out[event_id.decode()] = m.timestamp()[1] / 1000
+                if m.offset() + 1 >= ends[m.partition()][1]:
+                    remaining.discard(m.partition())
+    finally:
+        consumer.close()
+    return out
+
+
 def hop_breakdown(dsn: str, sample: list[str], produced: dict[tuple[int, int], float],
-                  poller: VersionPoller) -> dict[str, float]:
-    """Where the time goes, for each sampled client's last change: the database's own clocks between the produce
-    time and the poll that saw it (events.recorded_at, client_summary.projected_at: each its transaction's start;
-    the relay deletes what it published, so relay and projector are one hop)."""
+                  poller: VersionPoller, published: dict[str, float] | None = None) -> dict[str, float]:
+    """Where the time goes, for each sampled client's last change: produce -> the ingest transaction's start
+    (events.recorded_at: the consume wait, the batch and its decoding) -> the relay's produce to `client.events`
+    (its CreateTime: the ingest commit, the relay's wake-up and read) -> the projector transaction's start
+    (client_summary.projected_at: the projector's consume wait) -> the poll that saw it (the projector's commit
+    and the poll interval)."""
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
             "SELECT s.client_id, s.version, (e.metadata->>'source_partition')::int,"
             " (e.metadata->>'source_offset')::bigint, extract(epoch FROM e.recorded_at)::float8,"
-            " extract(epoch FROM s.projected_at)::float8"
-            " FROM client_summary s JOIN events e ON e.stream_id = s.client_id AND e.version = s.version"
+            " extract(epoch FROM s.projected_at)::float8, e.event_id::text"
+            " FROM client_summary s JOIN events_with_metadata e ON e.stream_id = s.client_id AND e.version = s.version"
             " WHERE s.client_id = ANY(%s)", (sample,)).fetchall()
     spans: dict[str, list[float]] = {}
-    for cid, version, partition, offset, recorded, projected in rows:
+    for cid, version, partition, offset, recorded, projected, event_id in rows:
         at_produce = produced.get((partition, offset))
         seen = poller.visible_at(cid, version)
         if at_produce is None or seen is None:
             continue
-        spans.setdefault("produce -> ingest tx", []).append(recorded - at_produce)
-        spans.setdefault("-> relay + projector tx", []).append(projected - recorded)
-        spans.setdefault("-> seen by poll", []).append(seen - projected)
+        spans.setdefault("consume wait + decode (produce -> ingest tx)", []).append(recorded - at_produce)
+        relayed = (published or {}).get(event_id)
+        if relayed is None:
+            spans.setdefault("ingest commit + relay + projector (-> projector tx)", []).append(projected - recorded)
+        else:
+            spans.setdefault("ingest commit + relay (-> published)", []).append(relayed - recorded)
+            spans.setdefault("projector consume (-> projector tx)", []).append(projected - relayed)
+        spans.setdefault("projector commit + poll (-> seen)", []).append(seen - projected)
     return {k: statistics.median(v) for k, v in spans.items()}
 
 
@@ -585,7 +631,7 @@ def e2e_pass(res: Resources, ingest_rate: float | None) -> dict[str, Any]:
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
             "SELECT stream_id, max(version), (metadata->>'source_partition')::int, (metadata->>'source_offset')::bigint"
-            " FROM events WHERE stream_id = ANY(%s) AND metadata ? 'source_offset'"
+            " FROM events_with_metadata WHERE stream_id = ANY(%s) AND metadata ? 'source_offset'"
             " GROUP BY 1, 3, 4", (sample,)).fetchall()
     latencies, unseen = [], 0
     for stream_id, version, partition, offset in rows:
@@ -599,7 +645,7 @@ def e2e_pass(res: Resources, ingest_rate: float | None) -> dict[str, Any]:
         latencies.append(max(0.0, visible - at_produce))
     if unseen:
         log(f"{label}: WARNING {unseen} sampled changes never seen in the read model")
-    hops = hop_breakdown(dsn, sample, produced, poller)
+    hops = hop_breakdown(dsn, sample, produced, poller, published_at(cfg.bootstrap, settings.kafka.events_topic))
     if hops:
         log(f"{label}: median per hop: " + ", ".join(f"{k} {v:.3f}s" for k, v in hops.items()))
     p50, p95, p99 = (percentile(latencies, q) for q in (50, 95, 99))
@@ -678,6 +724,7 @@ def environment(cfg: Config) -> dict[str, Any]:
         "librdkafka": confluent_kafka.libversion()[0],
         "psycopg": psycopg.__version__,
         "postgresql": server,
+        "postgresql_settings": server_settings(cfg.database_url),
         "cpu_count": os.cpu_count(),
         "kafka_bootstrap": cfg.bootstrap,
         "worker_revision": _revision(),
@@ -711,6 +758,7 @@ def table(report: dict[str, Any]) -> str:
         f" format {report['format']}, seed {report['seed']}, {report['env']['cpu_count']} CPUs,"
         f" Python {report['env']['python']}, librdkafka {report['env']['librdkafka']},"
         f" PostgreSQL {report['env']['postgresql']}",
+        "PostgreSQL settings: " + ", ".join(f"{k}={v}" for k, v in report["env"]["postgresql_settings"].items()),
         "",
         f"{'stage':<34}{'rate':>12}  {'unit':<22}{'peak RSS MiB':>13}",
         "-" * 81,
@@ -725,6 +773,10 @@ def table(report: dict[str, Any]) -> str:
     if "naive" in st:
         row(f"naive (1 tx + 1 commit/msg, {st['naive']['items']:,})", main["naive_per_s"], "messages/s",
             st["naive"]["rss_mb"])
+    if "peer_batched" in st:
+        row("eventsourcing, save() per batch", main["peer_batched_per_s"], "messages/s", st["peer_batched"]["rss_mb"])
+        row(f"eventsourcing, per message ({st['peer_per_message']['items']:,})", main["peer_per_message_per_s"],
+            "messages/s", st["peer_per_message"]["rss_mb"])
     row("relay (outbox -> client.events)", main["relay_per_s"], "events/s", st["relay"]["rss_mb"])
     row("projector (-> read models)", main["projector_per_s"], "events/s", st["projector"]["rss_mb"])
     if report.get("e2e"):
@@ -737,6 +789,8 @@ def table(report: dict[str, Any]) -> str:
         f"ratios: ingest/raw {_num(r['ingest/raw'], '.2f')}, ingest/naive {_num(r['ingest/naive'], '.2f')},"
         f" projector/ingest {_num(r['projector/ingest'], '.2f')}, relay/ingest {_num(r['relay/ingest'], '.2f')}"
         " (projector and relay against ingest's events/s)",
+        f"ingest vs the eventsourcing library: {_num(r['ingest/peer_batched'], '.2f')}x its batched save,"
+        f" {_num(r['ingest/peer_per_message'], '.2f')}x its per-message save",
     ]
     if report.get("e2e"):
         e = report["e2e"]
@@ -744,6 +798,8 @@ def table(report: dict[str, Any]) -> str:
             f"end-to-end latency, produce -> read model ({e['changes_timed']:,} changes of {e['sampled_clients']}"
             f" clients, fed at {e['feed_rate_per_s']:,.0f}/s): p50 {_num(report['e2e_p50_s'], '.3f')}s"
             f"  p95 {_num(report['e2e_p95_s'], '.3f')}s  p99 {_num(report['e2e_p99_s'], '.3f')}s")
+        if e.get("median_hops_s"):
+            lines.append("  median per hop: " + ", ".join(f"{k} {v:.3f}s" for k, v in e["median_hops_s"].items()))
     db = main["db"]
     grown = db["size_mb"] - db["empty_size_mb"]
     lines.append(f"database: {_num(report['db_mb_per_million_events'])} MiB per million events after VACUUM"
@@ -762,8 +818,9 @@ def table(report: dict[str, Any]) -> str:
         lines.append(f"convergence, {c['accounts']:,} Accounts on the fake Salesforce: backfill"
                      f" {_num(c['backfill_per_s'])} records/s, full reconcile {_num(c['reconcile_full_per_s'])}"
                      f" records/s (ingest: {_num(report['main']['ingest_per_s'])} messages/s)")
-    scale = report.get("scale")
-    if scale:
+    for scale in (report.get("scale"), report.get("scale_wide")):
+        if not scale:
+            continue
         lines += [
             "",
             f"scale x{scale['factor']}: n={scale['n']:,} ({scale['clients']:,} clients):"
@@ -777,21 +834,25 @@ def table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _scale_out(factor: int, scale: dict[str, Any] | None, main: dict[str, Any]) -> dict[str, Any] | None:
+    if scale is None:
+        return None
+    return {
+        "factor": factor,
+        **{k: scale[k] for k in ("n", "clients", "ingest_per_s", "ingest_events_per_s", "relay_per_s",
+                                 "projector_per_s", "raw_per_s", "naive_per_s", "peak_rss_mb",
+                                 "db_mb_per_million_events")},
+        "e2e_p50_s": None, "e2e_p95_s": None, "e2e_p99_s": None,
+        "ingest_vs_base": ratio(scale["ingest_per_s"], main["ingest_per_s"]),
+        "ingest/raw": ratio(scale["ingest_per_s"], scale["raw_per_s"]),
+        "mix": scale["mix"], "stages": scale["stages"], "db": scale["db"], "checks": scale["checks"],
+    }
+
+
 def build_report(cfg: Config, env: dict[str, Any], main: dict[str, Any], e2e: dict[str, Any] | None,
-                 snaps: dict[str, Any] | None, scale: dict[str, Any] | None) -> dict[str, Any]:
+                 snaps: dict[str, Any] | None, scale: dict[str, Any] | None,
+                 wide: dict[str, Any] | None = None) -> dict[str, Any]:
     rss = [main["peak_rss_mb"], *([e2e["rss_mb"]] if e2e else [])]
-    scale_out = None
-    if scale is not None:
-        scale_out = {
-            "factor": cfg.scale,
-            **{k: scale[k] for k in ("n", "clients", "ingest_per_s", "ingest_events_per_s", "relay_per_s",
-                                     "projector_per_s", "raw_per_s", "naive_per_s", "peak_rss_mb",
-                                     "db_mb_per_million_events")},
-            "e2e_p50_s": None, "e2e_p95_s": None, "e2e_p99_s": None,
-            "ingest_vs_base": ratio(scale["ingest_per_s"], main["ingest_per_s"]),
-            "ingest/raw": ratio(scale["ingest_per_s"], scale["raw_per_s"]),
-            "mix": scale["mix"], "stages": scale["stages"], "db": scale["db"], "checks": scale["checks"],
-        }
     return {
         "n": main["n"],
         "clients": main["clients"],
@@ -810,7 +871,10 @@ def build_report(cfg: Config, env: dict[str, Any], main: dict[str, Any], e2e: di
         "db_mb_per_million_events": main["db_mb_per_million_events"],
         "snapshot_load_s": snaps["snapshot_load_s"] if snaps else None,
         "no_snapshot_load_s": snaps["no_snapshot_load_s"] if snaps else None,
-        "scale": scale_out,
+        "scale": _scale_out(cfg.scale, scale, main),
+        "scale_wide": _scale_out(cfg.scale_wide, wide, main),
+        "peer_per_message_per_s": main["peer_per_message_per_s"],
+        "peer_batched_per_s": main["peer_batched_per_s"],
         "env": env,
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("database_url", "bootstrap")},
         "ratios": {
@@ -818,6 +882,10 @@ def build_report(cfg: Config, env: dict[str, Any], main: dict[str, Any], e2e: di
             "ingest/naive": ratio(main["ingest_per_s"], main["naive_per_s"]),
             "projector/ingest": ratio(main["projector_per_s"], main["ingest_events_per_s"]),
             "relay/ingest": ratio(main["relay_per_s"], main["ingest_events_per_s"]),
+            "ingest/peer_batched": ratio(main["ingest_per_s"], main["peer_batched_per_s"]),
+            "ingest/peer_per_message": ratio(main["ingest_per_s"], main["peer_per_message_per_s"]),
+            "x5_ingest/base": ratio(scale["ingest_per_s"], main["ingest_per_s"]) if scale else None,
+            "x10_ingest/base": ratio(wide["ingest_per_s"], main["ingest_per_s"]) if wide else None,
         },
         "units": {
             "ingest_per_s": "CDC messages/s", "raw_per_s": "CDC messages/s", "naive_per_s": "CDC messages/s",
@@ -855,11 +923,16 @@ def _run(cfg: Config, res: Resources) -> dict[str, Any]:
     env = environment(cfg)
     log(f"run {res.run_id}: {env['cpu_count']} CPUs, Python {env['python']}, librdkafka {env['librdkafka']},"
         f" PostgreSQL {env['postgresql']}; stage logs in {res.workdir}")
-    main = throughput_pass(res, "main", cfg.n, naive=True)
+    log("PostgreSQL settings measured under: " + ", ".join(f"{k}={v}" for k, v in env["postgresql_settings"].items()))
+    main = throughput_pass(res, "main", cfg.n, naive=True, peer=cfg.peer)
     e2e = e2e_pass(res, main["ingest_per_s"])
     snaps = snapshot_pass(res)
     scale = throughput_pass(res, f"x{cfg.scale}", cfg.n * cfg.scale, naive=False) if cfg.scale > 1 else None
-    report = build_report(cfg, env, main, e2e, snaps, scale)
+    # the wide pass: 10 x N messages over 2 x N clients (5 changes each: 500 000 over 100 000 at N = 50 000), a
+    # working set far larger than the base pass's
+    wide = (throughput_pass(res, f"x{cfg.scale_wide}", cfg.n * cfg.scale_wide, naive=False,
+                            clients=max(1, cfg.n * cfg.scale_wide // 5)) if cfg.scale_wide > 1 else None)
+    report = build_report(cfg, env, main, e2e, snaps, scale, wide)
     converge_n = int(os.environ.get("BENCH_CONVERGE_N", "100000"))
     if converge_n:  # backfill and full reconcile on the fake Salesforce (tests/benchmarks/converge.py)
         from tests.benchmarks.converge import run_converge
@@ -884,13 +957,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.cleanup:
         leftovers(cfg, args.cleanup).cleanup()
         return 0
-    res = Resources(cfg, uuid.uuid4().hex[:8], Path(tempfile.mkdtemp(prefix="bench-")))
-    try:
-        report = _run(cfg, res)
-    except BaseException:
-        res.cleanup(keep_logs=True)
-        raise
-    res.cleanup()
+    with durable_postgres(cfg.database_url) as url:
+        cfg = replace(cfg, database_url=url)
+        res = Resources(cfg, uuid.uuid4().hex[:8], Path(tempfile.mkdtemp(prefix="bench-")))
+        try:
+            report = _run(cfg, res)
+        except BaseException:
+            res.cleanup(keep_logs=True)
+            raise
+        res.cleanup()
     print(table(report))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")

@@ -1,7 +1,8 @@
 """One benchmark stage in its own process: `python -m tests.benchmarks.stage ROLE CONFIG.json`.
 
 Roles: `ingest`, `relay`, `projector` (the worker's own loops from `worker.bootstrap`, with an IdleClock so they
-exit once idle), `raw` and `naive` (the baselines), `e2e` (ingest + relay + projector together, in threads, as
+exit once idle), `raw` and `naive` (the baselines), `peer` (the same job with the `eventsourcing` library),
+`e2e` (ingest + relay + projector together, in threads, as
 `worker run all` runs them). The result (JSON, with this process's peak RSS) goes to the config's `result` path.
 
 Throughput is timed through the Metrics object bootstrap accepts: its per-batch callbacks (called after the
@@ -239,6 +240,123 @@ def run_naive(cfg: dict[str, Any]) -> dict[str, Any]:
     return {"code": 0, **span.figures()}
 
 
+def _peer_app(dsn: str) -> Any:
+    """The `eventsourcing` library's Application on its PostgreSQL recorder (its tables in their own database),
+    with one aggregate class per client: a Salesforce change is one event carrying the command's values."""
+    import uuid
+    from urllib.parse import urlsplit
+
+    from eventsourcing.application import Application
+    from eventsourcing.domain import Aggregate, event
+
+    namespace = uuid.UUID("6f1c0c9e-3b5e-4c3e-9a57-0d0b3e1c2a10")
+
+    class PeerClient(Aggregate):
+        @staticmethod
+        def create_id(client_id: str) -> uuid.UUID:
+            return uuid.uuid5(namespace, client_id)
+
+        def __init__(self, client_id: str) -> None:
+            self.client_id = client_id
+            self.values: dict[str, Any] = {}
+            self.deleted = False
+
+        @event("Changed")
+        def change(self, command: str, values: dict[str, Any], change: dict[str, Any] | None) -> None:
+            self.values.update(values)
+            self.deleted = command == "DeleteClient" or (self.deleted and command != "RestoreClient")
+
+    url = urlsplit(dsn)
+    app = Application(env={
+        "PERSISTENCE_MODULE": "eventsourcing.postgres", "POSTGRES_DBNAME": url.path.lstrip("/"),
+        "POSTGRES_HOST": url.hostname or "127.0.0.1", "POSTGRES_PORT": str(url.port or 5432),
+        "POSTGRES_USER": url.username or "worker", "POSTGRES_PASSWORD": url.password or "", "CREATE_TABLE": "y",
+    })
+    return app, PeerClient
+
+
+def _peer_changes(command: Any) -> tuple[str, dict[str, Any], dict[str, Any] | None] | None:
+    """A command as the peer's event arguments (values JSON-ready); None for commands without one client."""
+    client_id = getattr(command, "client_id", None)
+    if client_id is None:
+        return None
+    data = getattr(command, "data", None)
+    values = data.model_dump(mode="json") if data is not None else dict(getattr(command, "changes", {}) or {})
+    change = command.change.model_dump(mode="json") if getattr(command, "change", None) else None
+    return client_id, values, change
+
+
+def run_peer(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The same job with the `eventsourcing` library: the same topic, decoded by the worker's CdcDecoder, one
+    aggregate per client; `per_message`: get + save per command (its normal path), `batched`: one save(*aggregates)
+    (one transaction) per consumed batch. Offsets committed per batch in both."""
+    from confluent_kafka import TopicPartition
+    from eventsourcing.application import AggregateNotFoundError
+
+    from worker import bootstrap
+    from worker.adapters.salesforce.errors import ChangeEventParseError
+
+    settings = _settings(cfg)
+    worker_app = bootstrap.bootstrap(settings)
+    decode = bootstrap.decoder(worker_app)
+    app, peer_client = _peer_app(cfg["peer_dsn"])
+    batched = cfg["mode"] == "batched"
+    span = Span()
+    source = _BaselineConsumer(cfg)
+    consumer = source.consumer
+    last: float | None = None
+
+    def aggregate(client_id: str, found: dict[str, Any]) -> Any:
+        if client_id in found:
+            return found[client_id]
+        try:
+            agg = app.repository.get(peer_client.create_id(client_id))
+        except AggregateNotFoundError:
+            agg = peer_client(client_id)
+        found[client_id] = agg
+        return agg
+
+    try:
+        while span.items < cfg["target"]:
+            batch = [m for m in consumer.consume(settings.kafka.batch_size, settings.kafka.batch_timeout_s)
+                     if m.error() is None]
+            if not batch:
+                if source.idle_for(cfg["idle_s"], last):
+                    break
+                continue
+            events = skipped = 0
+            pending: dict[str, Any] = {}
+            for message in batch:
+                try:
+                    decoded = decode(message)
+                except (ChangeEventParseError, ValueError):
+                    skipped += 1
+                    continue
+                for command in decoded.commands:
+                    args = _peer_changes(command)
+                    if args is None:
+                        continue
+                    client_id, values, change = args
+                    agg = aggregate(client_id, pending if batched else {})
+                    agg.change(command=type(command).__name__, values=values, change=change)
+                    events += 1
+                    if not batched:
+                        app.save(agg)
+            if batched and pending:
+                app.save(*pending.values())
+            offsets: dict[tuple[str, int], int] = {}
+            for m in batch:
+                offsets[(m.topic(), m.partition())] = max(offsets.get((m.topic(), m.partition()), 0), m.offset() + 1)
+            consumer.commit(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()], asynchronous=False)
+            span.end(len(batch), events, skipped)
+            last = time.monotonic()
+    finally:
+        consumer.close()
+        app.close()
+        worker_app.close()
+    return {"code": 0, "mode": cfg["mode"], **span.figures()}
+
+
 ROLES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "ingest": lambda cfg: run_role(cfg, "ingest"),
     "relay": lambda cfg: run_role(cfg, "relay"),
@@ -246,6 +364,7 @@ ROLES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "e2e": run_all,
     "raw": run_raw,
     "naive": run_naive,
+    "peer": run_peer,
 }
 
 

@@ -7,6 +7,7 @@ from psycopg.types.json import Jsonb
 
 from tests.harness import change_phone, register, rows
 from worker.adapters.postgres.event_store import PostgresEventStore, make_pool
+from worker.adapters.postgres.outbox import PostgresOutbox
 from worker.application.bus import CommandBus, default_middleware
 from worker.application.handlers import HandlerContext
 from worker.application.unit_of_work import SNAPSHOT_SCHEMA_VERSION, ClientBatch
@@ -41,5 +42,53 @@ def test_a_snapshot_of_another_schema_version_is_discarded_and_the_stream_replay
         assert stream.snapshot is None and [e.version for e in stream.events] == [1, 2, 3, 4, 5]
         reloaded = ClientBatch(only_old, snapshot_interval=100, worker_version="test")
         assert reloaded.get(A).version == 5 and reloaded.get(A).details.phone == "3"
+    finally:
+        pool.close()
+
+
+def test_every_metadata_field_of_every_event_is_read_back_as_written(database_url: str) -> None:
+    """Migration 007 stores what a batch's events share once and leaves out what an event's other fields say:
+    the view, the relay's outbox rows and read_all still give each event exactly as it was recorded."""
+    from worker.application.ports import BatchChanges, StoredEvent
+    from worker.application.unit_of_work import new_event_id
+
+    change = {"record_id": A, "commit_number": 7, "sequence_number": 2, "transaction_key": "tk-1",
+              "last_modified_ms": None, "commit_timestamp_ms": 1_700_000_000_000}
+    common = {"worker_version": "9.9", "source_topic": "cdc\\topic\tx", "traceparent": None}
+    metas = [
+        {**common, "command": "RegisterClient", "transaction_key": "tk-1", "sequence_number": 2,
+         "commit_timestamp": 1_700_000_000_000, "correlation_id": "tk-1", "causation_id": "cdc\\topic\tx:0:7",
+         "source_partition": 0, "source_offset": 7, "replay_id": None},
+        {**common, "command": "ChangeClientDetails", "transaction_key": "other", "sequence_number": 2.0,
+         "commit_timestamp": True, "correlation_id": "tk-1", "causation_id": "elsewhere", "source_partition": 0,
+         "source_offset": 8},
+        {**common, "command": "MarkClientForResync", "reason": "gap ünïcode"},
+        {"worker_version": "9.9", "merged_into": "001000000000009AAA"},
+    ]
+    payloads = [{"change": change, "n": 1.5}, {"change": {**change, "record_id": "elsewhere"}, "x": "a\\b"},
+                {"change": None, "reason": "gap"}, {"deleted": True}]
+    events = [StoredEvent(A, version, "ClientRegistered" if version < 3 else "ClientMarkedForResync", 1,
+                          payloads[version - 1], {"event_id": new_event_id(), **meta})
+              for version, meta in enumerate(metas, start=1)]
+    pool = make_pool(database_url, 2, 5.0)
+    store = PostgresEventStore(pool)
+    try:
+        store.commit(BatchChanges(events=events))
+        expected = [dict(e.metadata) for e in events]
+        assert [r[0] for r in rows(database_url, "SELECT metadata FROM events_with_metadata ORDER BY version")] \
+            == expected
+        relay_side = PostgresOutbox(database_url)
+        try:
+            assert relay_side.lead()
+            published = relay_side.unpublished(10)
+        finally:
+            relay_side.close()
+        assert [r.metadata for r in published] == expected and [r.payload for r in published] == payloads
+        assert [dict(e.metadata) for e in store.read_all(0, 10)] == expected
+        assert [e.payload for e in store.read_all(0, 10)] == payloads
+        assert [e.payload for e in store.load_streams([A])[A].events] == payloads
+        stored = rows(database_url, "SELECT metadata, payload FROM events ORDER BY version")
+        assert "worker_version" not in stored[0][0] and "correlation_id" not in stored[0][0]
+        assert "change" not in stored[0][1] and stored[1][1]["change"]["record_id"] == "elsewhere"
     finally:
         pool.close()

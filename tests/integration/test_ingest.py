@@ -62,7 +62,8 @@ def test_cdc_messages_become_events_in_the_store_and_on_the_events_topic(setting
                                f.update(A, nulled=("Industry",)), f.delete(B)])
     assert run_role(settings, "ingest") == 0
     stored = rows(settings.postgres.url.get_secret_value(),
-                  "SELECT stream_id, version, event_type, metadata FROM events ORDER BY stream_id, version")
+                  "SELECT stream_id, version, event_type, metadata FROM events_with_metadata"
+                  " ORDER BY stream_id, version")
     assert [(s, v, t) for s, v, t, _ in stored] == [
         (A, 1, "ClientRegistered"), (A, 2, "ClientDetailsChanged"), (A, 3, "ClientDetailsChanged"),
         (B, 1, "ClientRegistered"), (B, 2, "ClientDeleted"),

@@ -3,13 +3,20 @@ nothing passing) loses its lock within the dead-peer timeout, and a standby take
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.conftest import wait_for
 from tests.fakes.tcp_proxy import TcpProxy
 from tests.harness import consume_all, create_worker_topics, register, rows, running, settings_for
 from worker import bootstrap
+from worker.adapters.postgres.event_store import PostgresEventStore, make_pool
+from worker.adapters.postgres.outbox import PostgresOutbox
+from worker.application.bus import CommandBus
 from worker.application.handlers import HandlerContext
+from worker.application.unit_of_work import ClientBatch
+from worker.domain import StatusRule
 from worker.roles.runtime import IdleClock, Stopper
 
 A, B = "001000000000001AAA", "001000000000002AAA"
@@ -57,3 +64,22 @@ def test_a_standby_relay_takes_over_when_the_leaders_database_connection_freezes
     assert leader["code"] == 0 and standby["code"] == 0
     published = consume_all(direct.kafka.bootstrap_servers, direct.kafka.events_topic)
     assert sorted(m.key().decode() for m in published) == [A, B]
+
+
+@pytest.mark.timeout(60)
+def test_the_leading_relay_wakes_when_an_ingest_transaction_commits(database_url: str) -> None:
+    """NOTIFY in the batch's transaction: the leader's wait ends at the commit, not at its fallback timer."""
+    outbox, pool = PostgresOutbox(database_url), make_pool(database_url, 2, 5.0)
+    try:
+        assert outbox.lead()
+        assert not outbox.wait_for_rows(0.2)  # nothing committed: the timer ends the wait
+        batch = ClientBatch(PostgresEventStore(pool), snapshot_interval=100, worker_version="test")
+        CommandBus().handle(register(A), HandlerContext(batch, StatusRule()))
+        batch.commit()
+        started = time.monotonic()
+        assert outbox.wait_for_rows(30.0)
+        assert time.monotonic() - started < 5.0
+        assert [r.stream_id for r in outbox.unpublished(10)] == [A]
+    finally:
+        outbox.close()
+        pool.close()

@@ -331,8 +331,8 @@ def test_a_merged_record_is_deleted_and_its_master_read(
     bootstrap.resync_queue(app).request([B], "test")
     drain(resyncer(app))
     dsn = settings.postgres.url.get_secret_value()
-    assert rows(dsn, "SELECT payload->>'deleted', metadata->>'merged_into' FROM events WHERE stream_id = %s"
-                     " ORDER BY version DESC LIMIT 1", (B,)) == [("true", A)]
+    assert rows(dsn, "SELECT payload->>'deleted', metadata->>'merged_into' FROM events_with_metadata"
+                     " WHERE stream_id = %s ORDER BY version DESC LIMIT 1", (B,)) == [("true", A)]
     assert latest_details(dsn, A)["name"] == "Master"
 
 

@@ -54,7 +54,7 @@ def test_input_deleted_below_the_committed_offset_is_one_error_a_counter_and_a_r
     _produce(servers, topic, [f.create(f"00100000000000{n}AAA") for n in range(1, 4)])  # offsets 0..2
     _ingest(settings)
     dsn = settings.postgres.url.get_secret_value()
-    last_applied = rows(dsn, "SELECT max((metadata->>'commit_timestamp')::bigint) FROM events")[0][0]
+    last_applied = rows(dsn, "SELECT max((metadata->>'commit_timestamp')::bigint) FROM events_with_metadata")[0][0]
     _produce(servers, topic, [f.create(f"00100000000001{n}AAA") for n in range(5)])  # offsets 3..7, never read
     admin = AdminClient({"bootstrap.servers": servers})
     for future in admin.delete_records([TopicPartition(topic, 0, 6)]).values():

@@ -68,7 +68,7 @@ def test_a_change_keeps_its_trace_from_the_cdc_message_to_the_projector_and_the_
     assert projected.parent is not None and projected.parent.span_id == command.context.span_id
 
     stored = rows(settings.postgres.url.get_secret_value(),
-                  "SELECT metadata->>'traceparent' FROM events WHERE stream_id = %s", (A,))
+                  "SELECT metadata->>'traceparent' FROM events_with_metadata WHERE stream_id = %s", (A,))
     assert stored == [(f"00-{TRACE_ID}-{command.context.span_id:016x}-01",)]
     published = [m for m in consume_all(k.bootstrap_servers, k.events_topic) if m.key() == A.encode()]
     assert dict(published[0].headers())["traceparent"].decode() == stored[0][0]

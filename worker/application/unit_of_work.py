@@ -6,9 +6,12 @@ written by the event store in ONE transaction at the end (`changes()`).
 
 from __future__ import annotations
 
-import uuid
+import gc
+import os
+import sys
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
+from enum import Enum
 from typing import Any
 
 from worker.application.ports import BatchChanges, EventStore, LoadedStream, ScanProgress, Snapshot, StoredEvent
@@ -19,21 +22,57 @@ from worker.domain.events import event_from_payload
 SNAPSHOT_SCHEMA_VERSION = 1
 
 
+_ID_BYTES = 16
+_id_pool: list[str] = []
+os.register_at_fork(after_in_child=_id_pool.clear)  # a forked child must not hand out its parent's ids
+
+
+def new_event_id() -> str:
+    """A random (version 4) UUID as text, like `str(uuid.uuid4())` but drawn from os.urandom in bulk and
+    formatted without a UUID object (ingest makes one per event)."""
+    if not _id_pool:
+        raw = os.urandom(_ID_BYTES * 256).hex()
+        for i in range(0, len(raw), 2 * _ID_BYTES):
+            h = raw[i:i + 2 * _ID_BYTES]
+            _id_pool.append(f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:]}")
+    return _id_pool.pop()
+
+
 class AggregateCache:
     """Aggregates as the last committed batch left them, so a busy client is not reloaded from the store for
     every batch. A batch *takes* its aggregates out and gives them back only after its transaction committed:
     a failed or conflicting batch leaves nothing half-applied here, and the retry loads from the store. Another
     writer (a rebalance, a resync run by another worker) can move a stream on: every batch first compares the
     cached versions with the store's (one indexed query) and reloads those, and the store's optimistic
-    concurrency check refuses a batch that raced one. Least recently used entries go first."""
+    concurrency check refuses a batch that raced one. Least recently used entries go first.
 
-    def __init__(self, capacity: int) -> None:
+    Sized by memory: ``max_mib`` bounds the estimated size of what is kept (the mean deep size of a sample of
+    the entries given back, one in ``SAMPLE_EVERY``, times the entries); ``capacity`` bounds the count too."""
+
+    SAMPLE_EVERY = 64
+
+    def __init__(self, capacity: int, max_mib: float = 0.0) -> None:
         self._capacity = capacity
+        self._max_bytes = int(max_mib * 1024 * 1024)
         self._entries: OrderedDict[str, ClientAggregate] = OrderedDict()
+        self._entry_bytes = 4096.0  # until measured
+        self._given = 0
         self.hits = 0
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def entry_bytes(self) -> float:
+        """The estimated memory of one cached aggregate (bytes)."""
+        return self._entry_bytes
+
+    @property
+    def limit(self) -> int:
+        """How many entries fit now: the count bound, or fewer when the memory bound says so."""
+        if self._max_bytes <= 0:
+            return self._capacity
+        return min(self._capacity, int(self._max_bytes / self._entry_bytes))
 
     def take(self, client_ids: Iterable[str]) -> dict[str, ClientAggregate]:
         found = {cid: self._entries.pop(cid) for cid in client_ids if cid in self._entries}
@@ -44,13 +83,46 @@ class AggregateCache:
         if self._capacity <= 0:
             return
         for cid, aggregate in aggregates.items():
+            _share_record_ids(aggregate)
+            self._given += 1
+            if self._max_bytes > 0 and self._given % self.SAMPLE_EVERY == 1:
+                self._entry_bytes += (deep_size(aggregate) - self._entry_bytes) / 8  # a moving mean
             self._entries[cid] = aggregate
             self._entries.move_to_end(cid)
-        while len(self._entries) > self._capacity:
+        limit = self.limit
+        while len(self._entries) > limit:
             self._entries.popitem(last=False)
 
     def clear(self) -> None:
         self._entries.clear()
+
+
+def _share_record_ids(client: ClientAggregate) -> None:
+    """Compact state: every remembered change identity of a client names the client's own record; one string
+    object (the client id) instead of a copy per change decoded from its message."""
+    cid = client.client_id
+    recent = client.recent_changes
+    if any(r == cid and r is not cid for _, _, r in recent):
+        client.recent_changes = tuple((t, s, cid if r == cid else r) for t, s, r in recent)
+
+
+_SHARED_TYPES = (type, Enum, bool, type(None))
+
+
+def deep_size(root: object) -> int:
+    """Bytes held by ``root`` and what it alone refers to (classes, enum members, interned strings left out)."""
+    seen: set[int] = set()
+    stack: list[object] = [root]
+    total = 0
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen or isinstance(obj, _SHARED_TYPES) or (isinstance(obj, str) and len(obj) <= 1):
+            continue
+        seen.add(id(obj))
+        total += sys.getsizeof(obj)
+        if not isinstance(obj, (str, int, float, bytes)):
+            stack.extend(gc.get_referents(obj))
+    return total
 
 
 class ClientBatch:
@@ -101,7 +173,7 @@ class ClientBatch:
         count = 0
         for event in events:
             client.apply(event)
-            meta = {"event_id": str(uuid.uuid4()), "worker_version": self._worker_version, **metadata}
+            meta = {"event_id": new_event_id(), "worker_version": self._worker_version, **metadata}
             self._changes.events.append(
                 StoredEvent(
                     stream_id=client.client_id,

@@ -62,6 +62,7 @@ class RelaySettings:
     topic: str
     batch_size: int = 500
     backlog_every_s: float = 5.0
+    wake_fallback_s: float = 0.5  # with nothing to publish: wait this long at most for an ingest commit's NOTIFY
     delivery_timeout_s: float = MESSAGE_TIMEOUT_MS / 1000 + DELIVERY_MARGIN_S  # message.timeout.ms + margin
 
 
@@ -102,8 +103,8 @@ class OutboxRelay:
                     idle.busy()
                 elif idle.expired():
                     break
-                else:
-                    stopper.wait(0.1)
+                elif not stopper.stopping:
+                    self._outbox.wait_for_rows(self._settings.wake_fallback_s)  # NOTIFY from ingest, or the timer
         except StopRequested:
             pass
         except Exception as exc:

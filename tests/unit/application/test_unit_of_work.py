@@ -153,3 +153,16 @@ def test_a_snapshot_of_another_schema_version_is_never_read_as_this_one() -> Non
     assert store.snapshots[A][0] == 3
     with pytest.raises(UnreadableSnapshot, match="schema version 2; this worker reads 1"):
         run(store, [change_phone(A, "last")])
+
+
+def test_the_aggregate_cache_keeps_what_fits_in_its_memory_budget() -> None:
+    store = MemoryStore()
+    batch = ClientBatch(store, snapshot_interval=100, worker_version="test")
+    ids = [f"001{i:015d}" for i in range(200)]
+    batch.preload(ids)
+    aggregates = {cid: batch.get(cid) for cid in ids}
+    cache = AggregateCache(10_000, max_mib=0.1)
+    cache.give_back(aggregates)
+    assert 0 < cache.entry_bytes < 10_000
+    assert len(cache) == cache.limit == int(0.1 * 1024 * 1024 / cache.entry_bytes) < 200
+    assert list(cache.take(ids[-1:])) == ids[-1:]  # the most recently given back stay

@@ -51,6 +51,9 @@ TRANSIENT_COMMIT_ERRORS = {
     KafkaError._WAIT_COORD, KafkaError._ALL_BROKERS_DOWN, KafkaError._RETRY, KafkaError.UNSTABLE_OFFSET_COMMIT,
 }
 _DRAIN_S = 0.05  # a poll that brings nothing for this long means what had arrived is drained
+# Under a steady feed the queue is never drained: once a batch has its first message it waits at most this much
+# longer for more (a backlog fills a batch at once anyway), so a message waits for its batch ~0.1 s, not timeout_s.
+_LINGER_S = 0.1
 _RECOMMIT_EVERY_S = 0.5
 
 
@@ -100,9 +103,9 @@ class BatchConsumer:
         return self._consumer
 
     def consume(self, max_messages: int, timeout_s: float) -> list[Message]:
-        """A batch of good messages, returned as soon as what has arrived is drained (librdkafka's consume()
-        waits for a full batch or the timeout: up to `timeout_s` of latency at low rates); broker-level errors
-        are raised (fatal) or logged (transient)."""
+        """A batch of good messages, returned as soon as what has arrived is drained or the first message has
+        waited `_LINGER_S` (librdkafka's consume() waits for a full batch or the timeout: up to `timeout_s` of
+        latency at low rates); broker-level errors are raised (fatal) or logged (transient)."""
         client = self._client()
         if self._refused:
             self._recommit()
@@ -113,6 +116,8 @@ class BatchConsumer:
             if left <= 0:
                 break
             got = client.consume(max_messages - len(polled), min(left, _DRAIN_S))
+            if got and not polled:
+                deadline = min(deadline, time.monotonic() + _LINGER_S)
             polled += got
             if polled and not got:
                 break

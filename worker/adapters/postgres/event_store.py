@@ -5,13 +5,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool
 
+from worker.adapters.postgres.compact import compact_metadata, compact_payload, expand_payload
+from worker.adapters.postgres.outbox import OUTBOX_CHANNEL
 from worker.application.errors import ConcurrencyConflict
 from worker.application.ports import BatchChanges, LoadedStream, ScanProgress, StoredEvent
 from worker.application.unit_of_work import SNAPSHOT_SCHEMA_VERSION
@@ -25,7 +27,7 @@ WITH latest AS (
     FROM snapshots WHERE stream_id = ANY(%(ids)s) AND schema_version = %(snapshot_schema)s
     ORDER BY stream_id, version DESC
 )
-SELECT s.stream_id, s.version, NULL, s.schema_version, s.state, NULL, NULL
+SELECT s.stream_id, s.version, NULL, s.schema_version, s.state::json, NULL, NULL
 FROM latest s
 UNION ALL
 SELECT e.stream_id, e.version, e.event_type, e.schema_version, e.payload, '{}'::jsonb, e.global_position
@@ -34,15 +36,20 @@ WHERE e.stream_id = ANY(%(ids)s) AND e.version > COALESCE(s.version, 0)
 ORDER BY 1, 2, 3 NULLS FIRST
 """
 _COPY_EVENTS = (
-    "COPY events (stream_id, version, event_id, event_type, schema_version, payload, metadata) FROM STDIN"
+    "COPY events (stream_id, version, event_id, event_type, schema_version, payload, metadata, batch_id) FROM STDIN"
 )
-# The outbox rows are copied server-side from the events just written (same transaction, in append order):
-# the batch crosses the wire and is JSON-encoded once.
+_NEW_BATCH = "INSERT INTO event_batches (metadata) VALUES (%s) RETURNING id"
+# The outbox rows are copied server-side from the events just written (same transaction, in append order), their
+# metadata made whole again: the batch crosses the wire and is JSON-encoded once.
+# The outbox rows are copied server-side from the events just written (same transaction, in append order), as
+# they are stored (the relay makes them whole): the batch crosses the wire and is JSON-encoded once.
 _FILL_OUTBOX = (
-    "INSERT INTO outbox (stream_id, version, event_id, event_type, schema_version, payload, metadata)"
-    " SELECT stream_id, version, event_id, event_type, schema_version, payload, metadata FROM events"
-    " WHERE event_id = ANY(%s::uuid[]) ORDER BY global_position"
+    "INSERT INTO outbox (stream_id, version, event_id, event_type, schema_version, payload, metadata, batch_id)"
+    " SELECT stream_id, version, event_id, event_type, schema_version, payload, metadata, batch_id FROM events"
+    " WHERE batch_id = %s ORDER BY global_position"
 )
+# The relay LISTENs on this channel: it wakes when a batch with events commits (a poll timer is the fallback).
+_NOTIFY = f"NOTIFY {OUTBOX_CHANNEL}"
 _INSERT_SNAPSHOT = (
     "INSERT INTO snapshots (stream_id, version, schema_version, state) VALUES (%s, %s, %s, %s)"
     " ON CONFLICT (stream_id, version) DO NOTHING"
@@ -72,8 +79,9 @@ _SCAN_SEEN = (
     "INSERT INTO full_resync_seen (request_id, client_id) SELECT %s, unnest(%s::text[]) ON CONFLICT DO NOTHING"
 )
 _READ_ALL = (
-    "SELECT stream_id, version, event_type, schema_version, payload, metadata, global_position FROM events"
-    " WHERE global_position > %s AND global_position <= %s ORDER BY global_position LIMIT %s"
+    "SELECT stream_id, version, event_type, schema_version, payload, metadata, global_position"
+    " FROM events_with_metadata WHERE global_position > %s AND global_position <= %s ORDER BY global_position"
+    " LIMIT %s"
 )
 # bigserial order is not commit order: a writer that took a lower position may commit after a higher one is
 # visible. SHARE mode waits for every transaction appending now (and holds new ones back for that instant), so
@@ -122,9 +130,9 @@ class PostgresEventStore:
             if event_type is None:
                 snapshots[stream_id] = (version, body, schema_version)
             else:
-                events.setdefault(stream_id, []).append(
-                    StoredEvent(stream_id, version, event_type, schema_version, body, metadata, position)
-                )
+                events.setdefault(stream_id, []).append(StoredEvent(
+                    stream_id, version, event_type, schema_version, expand_payload(stream_id, body), metadata,
+                    position))
         loaded = {}
         for stream_id in snapshots.keys() | events.keys():
             snap_version, state, snap_schema = snapshots.get(stream_id, (0, None, None))
@@ -153,11 +161,14 @@ class PostgresEventStore:
     def _write(conn: psycopg.Connection[Any], changes: BatchChanges) -> None:
         with conn.cursor() as cur:
             if changes.events:
+                shared, rows = compact_metadata(changes.events)
+                cur.execute(_NEW_BATCH, (_json(shared),))
+                batch_id = cur.fetchone()[0]  # type: ignore[index]
                 with cur.copy(_COPY_EVENTS) as copy:
-                    for e in changes.events:  # text COPY: jsonb columns take the JSON text as it is
-                        copy.write_row((e.stream_id, e.version, e.metadata["event_id"], e.event_type,
-                                        e.schema_version, _json(e.payload), _json(e.metadata)))
-                cur.execute(_FILL_OUTBOX, ([e.metadata["event_id"] for e in changes.events],))
+                    copy.write("".join(_copy_line(e, own, batch_id) for e, own in zip(changes.events, rows,
+                                                                                       strict=True)))
+                cur.execute(_FILL_OUTBOX, (batch_id,))
+                cur.execute(_NOTIFY)
             if changes.snapshots:
                 cur.executemany(
                     _INSERT_SNAPSHOT,
@@ -199,5 +210,21 @@ def _write_scan_progress(cur: Any, progress: ScanProgress) -> None:
         cur.execute(_SCAN_SEEN, (progress.request_id, progress.seen))
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode  # one encoder, not one per call
+
+
+def _copy_line(event: StoredEvent, own: Mapping[str, Any], batch_id: int) -> str:
+    """One row of text COPY. Ids and type names are plain; JSON holds no raw tab or newline (it escapes them), so
+    only its backslashes need doubling."""
+    return (f"{_text(event.stream_id)}\t{event.version}\t{event.metadata['event_id']}\t{_text(event.event_type)}\t"
+            f"{event.schema_version}\t{_json(compact_payload(event.stream_id, event.payload)).replace(_BS, _BS2)}\t"
+            f"{_json(own).replace(_BS, _BS2)}\t"
+            f"{batch_id}\n")
+
+
+_BS, _BS2 = "\\", "\\\\"
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _text(value: str) -> str:
+    return value.translate(_COPY_ESCAPES) if not value.isalnum() else value

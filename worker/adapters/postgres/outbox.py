@@ -5,16 +5,25 @@ soon: TCP keepalives and tcp_user_timeout on both ends, and the server ends a se
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
+from worker.adapters.postgres.compact import expand_payload, full_metadata
+
 _RELAY_LOCK = 7_402_113_002
+# An ingest transaction that appended events NOTIFYs this channel when it commits; the leading relay LISTENs on
+# its session and wakes at once instead of on a poll timer (the timer stays as the fallback).
+OUTBOX_CHANNEL = "worker_outbox"
+# Rows are copied from the events as they are stored (migration 007): made whole here, with their batch's
+# shared metadata (rows written before it have no batch and are whole already).
 _UNPUBLISHED = (
-    "SELECT position, event_id::text, stream_id, version, event_type, schema_version, payload, metadata,"
-    " created_at FROM outbox WHERE stream_id <> ALL(%s) ORDER BY position LIMIT %s"
+    "SELECT o.position, o.event_id::text, o.stream_id, o.version, o.event_type, o.schema_version, o.payload,"
+    " o.metadata, o.created_at, b.metadata FROM outbox o LEFT JOIN event_batches b ON b.id = o.batch_id"
+    " WHERE o.stream_id <> ALL(%s) ORDER BY o.position LIMIT %s"
 )
 # Published rows are deleted, not marked: the outbox is a queue (the events table is the record), so it stays
 # as small as the backlog instead of growing by every event and every UPDATE's dead tuple.
@@ -97,12 +106,32 @@ class PostgresOutbox:
         if not self._leading:
             row = conn.execute("SELECT pg_try_advisory_lock(%s)", (_RELAY_LOCK,)).fetchone()
             self._leading = bool(row and row[0])
+            if self._leading:
+                conn.execute(f"LISTEN {OUTBOX_CHANNEL}")
         return self._leading
+
+    def wait_for_rows(self, timeout_s: float) -> bool:
+        """Until an ingest transaction with events commits (its NOTIFY) or ``timeout_s`` passed; True when woken.
+        A standby, or a session that ended, just waits (the next `lead()` or query reports what happened)."""
+        conn = self._conn
+        if not self._leading or conn is None or conn.closed or conn.broken:
+            time.sleep(timeout_s)
+            return False
+        try:
+            return any(True for _ in conn.notifies(timeout=timeout_s, stop_after=1))
+        except psycopg.Error:
+            return False
 
     def unpublished(self, limit: int, held_back: Sequence[str] = ()) -> list[OutboxRow]:
         """The oldest unpublished rows, leaving out the streams in ``held_back``."""
         rows = self._session().execute(_UNPUBLISHED, (list(held_back), limit)).fetchall()
-        return [OutboxRow(*row) for row in rows]
+        out = []
+        for position, event_id, stream_id, version, event_type, schema, stored, own, created, shared in rows:
+            payload = expand_payload(stream_id, stored)
+            metadata = full_metadata(shared, own, event_id, event_type, payload)
+            out.append(OutboxRow(position, event_id, stream_id, version, event_type, schema, payload, metadata,
+                                 created))
+        return out
 
     def delete_published(self, positions: Sequence[int]) -> None:
         """Delete the rows the broker acknowledged."""

@@ -1,0 +1,107 @@
+"""How migration 007 stores events: the metadata a batch's events share once per batch (`event_batches`), an
+event's own fields less what its other fields already say, the payload's change reference as a positional array.
+`compact_*` write that form; `expand_payload` and `full_metadata` (and `event_payload()` / `event_metadata()` in
+SQL) give every field back."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from worker.application.ports import StoredEvent
+
+# code -> (metadata key, the key of the payload's `change` holding the same value); see migration 007
+_FROM_CHANGE = (("t", "transaction_key", "transaction_key"), ("s", "sequence_number", "sequence_number"),
+                ("T", "commit_timestamp", "commit_timestamp_ms"))
+
+
+def _same(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and a == b
+
+
+def compact_metadata(events: Sequence[StoredEvent]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Split the batch's metadata as migration 007 stores it: the fields every event shares (stored once, in
+    `event_batches`) and each event's own fields, less what its other fields already say ("~" lists those codes;
+    `event_metadata()` in SQL and `full_metadata` put them back). The event id is a column of its own."""
+    metas = [e.metadata for e in events]
+    shared = _common(metas, ())
+    by_type: dict[str, list[Mapping[str, Any]]] = {}
+    for event, meta in zip(events, metas, strict=True):
+        by_type.setdefault(event.event_type, []).append(meta)
+    per_type = {t: common for t, group in by_type.items() if (common := _common(group, shared))}
+    rows = []
+    for event, meta in zip(events, metas, strict=True):
+        implied = per_type.get(event.event_type, {})
+        own = {k: v for k, v in meta.items() if k != "event_id" and k not in shared and k not in implied}
+        codes = ""
+        change = event.payload.get("change")
+        if isinstance(change, Mapping):
+            for code, key, source in _FROM_CHANGE:
+                if key in own and source in change and _same(own[key], change[source]):
+                    del own[key]
+                    codes += code
+        transaction_key = meta.get("transaction_key")
+        if ("correlation_id" in own and isinstance(transaction_key, str)
+                and _same(own["correlation_id"], transaction_key)):
+            del own["correlation_id"]
+            codes += "c"
+        topic, partition, offset = (meta.get(k) for k in ("source_topic", "source_partition", "source_offset"))
+        if ("causation_id" in own and isinstance(topic, str) and type(partition) is int and type(offset) is int
+                and own["causation_id"] == f"{topic}:{partition}:{offset}"):
+            del own["causation_id"]
+            codes += "k"
+        if codes:
+            own["~"] = codes
+        rows.append(own)
+    if per_type:
+        shared["~types"] = per_type
+    return shared, rows
+
+
+def _common(metas: Sequence[Mapping[str, Any]], besides: Collection[str]) -> dict[str, Any]:
+    """The fields (but the event id and those in ``besides``) every one of ``metas`` has with the same value."""
+    first, rest = metas[0], metas[1:]
+    return {k: v for k, v in first.items()
+            if k != "event_id" and k not in besides and all(k in m and _same(m[k], v) for m in rest)}
+
+
+_CHANGE_KEYS = ("commit_number", "sequence_number", "transaction_key", "last_modified_ms", "commit_timestamp_ms")
+_CHANGE_SET = {"record_id", *_CHANGE_KEYS}
+
+
+def compact_payload(stream_id: str, payload: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The payload as stored: its `change` reference as a positional array under "~c" when the reference names
+    the stream's own record (migration 007; `event_payload()` in SQL and `expand_payload` undo it)."""
+    change = payload.get("change")
+    if not isinstance(change, Mapping) or change.keys() != _CHANGE_SET or change["record_id"] != stream_id:
+        return payload
+    return {"~c": [change[k] for k in _CHANGE_KEYS], **{k: v for k, v in payload.items() if k != "change"}}
+
+
+def expand_payload(stream_id: str, stored: Any) -> Any:
+    if not isinstance(stored, dict) or "~c" not in stored:
+        return stored
+    payload = {k: v for k, v in stored.items() if k != "~c"}
+    payload["change"] = {"record_id": stream_id, **dict(zip(_CHANGE_KEYS, stored["~c"], strict=True))}
+    return payload
+
+
+def full_metadata(shared: Mapping[str, Any] | None, own: Mapping[str, Any], event_id: str, event_type: str,
+                  payload: Mapping[str, Any]) -> dict[str, Any]:
+    """`event_metadata()` of migration 007 in Python: the whole metadata of a stored event (``payload`` whole)."""
+    types = (shared or {}).get("~types", {})
+    meta = {**{k: v for k, v in (shared or {}).items() if k != "~types"}, **types.get(event_type, {}),
+            **{k: v for k, v in own.items() if k != "~"}}
+    codes = own.get("~", "")
+    if codes:
+        change = payload.get("change") or {}
+        for code, key, source in _FROM_CHANGE:
+            if code in codes:
+                meta[key] = change.get(source)
+        if "c" in codes:
+            meta["correlation_id"] = meta.get("transaction_key")
+        if "k" in codes:
+            meta["causation_id"] = (f"{meta.get('source_topic')}:{meta.get('source_partition')}:"
+                                    f"{meta.get('source_offset')}")
+    meta["event_id"] = event_id
+    return meta
