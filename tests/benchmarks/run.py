@@ -43,7 +43,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -241,13 +241,10 @@ def topic_count(bootstrap: str, topic: str) -> int:
         consumer.close()
 
 
-def dead_letter_reasons(bootstrap: str, topic: str, timeout_s: float = 20.0) -> dict[str, int]:
-    """`stage: exception class` -> count, over every record of a dead-letter topic."""
-    from worker.adapters.kafka.dlq import H_CLASS, H_STAGE
-
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-dlq-{uuid.uuid4().hex[:8]}",
+def read_topic(bootstrap: str, topic: str, each: Callable[[Any], None], timeout_s: float, what: str) -> None:
+    """Call ``each`` on every record of ``topic`` as it is now (assign + seek, no group offsets committed)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{what}-{uuid.uuid4().hex[:8]}",
                          "enable.auto.commit": False, "enable.partition.eof": False})
-    reasons: Counter[str] = Counter()
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in partitions}
@@ -255,15 +252,27 @@ def dead_letter_reasons(bootstrap: str, topic: str, timeout_s: float = 20.0) -> 
         consumer.assign([TopicPartition(topic, p, ends[p][0]) for p in remaining])
         deadline = time.monotonic() + timeout_s
         while remaining and time.monotonic() < deadline:
-            for m in consumer.consume(500, 0.5):
+            for m in consumer.consume(1000, 0.5):
                 if m.error() is not None:
                     continue
-                headers = {k: (v or b"").decode(errors="replace") for k, v in (m.headers() or [])}
-                reasons[f"{headers.get(H_STAGE, '?')}: {headers.get(H_CLASS, '?')}"] += 1
+                each(m)
                 if m.offset() + 1 >= ends[m.partition()][1]:
                     remaining.discard(m.partition())
     finally:
         consumer.close()
+
+
+def dead_letter_reasons(bootstrap: str, topic: str, timeout_s: float = 20.0) -> dict[str, int]:
+    """`stage: exception class` -> count, over every record of a dead-letter topic."""
+    from worker.adapters.kafka.dlq import H_CLASS, H_STAGE
+
+    reasons: Counter[str] = Counter()
+
+    def count(m: Any) -> None:
+        headers = {k: (v or b"").decode(errors="replace") for k, v in (m.headers() or [])}
+        reasons[f"{headers.get(H_STAGE, '?')}: {headers.get(H_CLASS, '?')}"] += 1
+
+    read_topic(bootstrap, topic, count, timeout_s, "dlq")
     return dict(reasons)
 
 
@@ -508,26 +517,14 @@ class VersionPoller(threading.Thread):
 
 def published_at(bootstrap: str, topic: str, timeout_s: float = 30.0) -> dict[str, float]:
     """event_id -> the time the relay produced it (the record's CreateTime on `client.events`)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-hops-{uuid.uuid4().hex[:8]}",
-                         "enable.auto.commit": False, "enable.partition.eof": False})
     out: dict[str, float] = {}
-    try:
-        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in partitions}
-        remaining = {p for p, (low, high) in ends.items() if high > low}
-        consumer.assign([TopicPartition(topic, p, ends[p][0]) for p in remaining])
-        deadline = time.monotonic() + timeout_s
-        while remaining and time.monotonic() < deadline:
-            for m in consumer.consume(1000, 0.5):
-                if m.error() is not None:
-                    continue
-                event_id = dict(m.headers() or []).get("event_id")
-                if event_id:
-                    out[event_id.decode()] = m.timestamp()[1] / 1000
-                if m.offset() + 1 >= ends[m.partition()][1]:
-                    remaining.discard(m.partition())
-    finally:
-        consumer.close()
+
+    def note(m: Any) -> None:
+        event_id = dict(m.headers() or []).get("event_id")
+        if event_id:
+            out[event_id.decode()] = m.timestamp()[1] / 1000
+
+    read_topic(bootstrap, topic, note, timeout_s, "hops")
     return out
 
 
