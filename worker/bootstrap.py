@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -300,3 +301,17 @@ def _heartbeat(app: App, role: str) -> Callable[[], None]:
     app.health.liveness(role, beat.check)
     return beat.beat
 
+
+@contextmanager
+def long_command(settings: Settings, as_json: bool) -> Iterator[App]:
+    """A long-running operator command (backfill, reconcile): logs configured (JSON lines with ``--json``), the
+    worker's parts built, and closed afterwards."""
+    from worker import logs
+
+    obs = settings.observability
+    logs.configure(obs.log_level, "json" if as_json else obs.log_format)
+    app = bootstrap(settings)
+    try:
+        yield app
+    finally:
+        app.close()

@@ -12,7 +12,7 @@ import logging
 import time
 from typing import Any
 
-from worker import bootstrap, logs
+from worker import bootstrap
 from worker.application.resync import Resynchronizer
 from worker.bootstrap_operations import Operations
 from worker.entrypoints.commands import CliError, add_connection_options, print_json
@@ -34,10 +34,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _backfill(args: argparse.Namespace, ops: Operations) -> int:
     settings = ops.settings
-    obs = settings.observability
-    logs.configure(obs.log_level, "json" if args.json else obs.log_format)
-    app = bootstrap.bootstrap(settings)
-    try:
+    with bootstrap.long_command(settings, args.json) as app:
         try:
             resync = bootstrap.backfill_resync(app)
         except ValueError as exc:
@@ -48,8 +45,6 @@ def _backfill(args: argparse.Namespace, ops: Operations) -> int:
             log.info("backfill: a full resync is under way already; driving it to completion")
         summary = _drive(resync, queue, app, Progress("backfill", terminal=Progress.on_terminal(args.json), log=log),
                          settings.resync.scan_poll_s, settings.resync.poll_interval_s)
-    finally:
-        app.close()
     if args.json:
         print_json(summary)
     else:

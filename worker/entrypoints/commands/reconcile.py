@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from worker import bootstrap, logs
+from worker import bootstrap
 from worker.adapters.kafka.reset_plan import parse_time
 from worker.application.reconcile import DriftKind, DriftReport, ReconcilePacing
 from worker.bootstrap_operations import Operations
@@ -43,14 +43,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _reconcile(args: argparse.Namespace, ops: Operations) -> int:
-    settings = ops.settings
-    obs = settings.observability
-    logs.configure(obs.log_level, "json" if args.json else obs.log_format)
-    app = bootstrap.bootstrap(settings)
-    try:
+    with bootstrap.long_command(ops.settings, args.json) as app:
         return _run(args, app)
-    finally:
-        app.close()
 
 
 def _run(args: argparse.Namespace, app: bootstrap.App) -> int:
