@@ -12,6 +12,8 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from pydantic import BaseModel
+
 from worker.application.commands import (
     INT64_MAX,
     INT64_MIN,
@@ -108,8 +110,27 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def model_problems(path: str, model: BaseModel, depth: int = 0) -> list[str]:
+    """`value_problems(path, model.model_dump())` without the dump: the model's fields are walked in place
+    (in declaration order, as the dump has them), plain texts checked inline, so a clean model costs a pass over
+    its values and nothing else. Field names are identifiers: their own text needs no check."""
+    problems: list[str] = []
+    for key, value in model.__dict__.items():
+        kind = type(value)
+        if value is None or kind is bool:
+            continue
+        if kind is str:
+            if "\x00" in value or len(value) > MAX_TEXT:
+                problems += _text_problems(f"{path}.{key}", value, MAX_TEXT)
+        elif isinstance(value, BaseModel):
+            problems += model_problems(f"{path}.{key}", value, depth + 1)
+        else:
+            problems += value_problems(f"{path}.{key}", value, depth=depth + 1)
+    return problems
+
+
 def _change_problems(change: ChangeMetadata | None) -> list[str]:
-    return value_problems("change", change.model_dump()) if change is not None else []
+    return model_problems("change", change) if change is not None else []
 
 
 def _client_data_problems(data: ClientData) -> list[str]:
@@ -120,7 +141,7 @@ def _client_data_problems(data: ClientData) -> list[str]:
         value = getattr(data, attr)
         if value is not None and value < 0:
             problems.append(f"{attr} must not be negative (got {value})")
-    return problems + value_problems("data", data.model_dump())
+    return problems + model_problems("data", data)
 
 
 def validate_full_record(cmd: RegisterClient | RestoreClient) -> list[str]:

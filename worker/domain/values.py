@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import Any
+from functools import lru_cache
+from typing import Any, TypeVar
 
 from worker.domain.codec import decode, encode
 from worker.domain.errors import UnknownAttribute
@@ -87,36 +88,62 @@ class ClientDetails:
         raise UnknownAttribute(path)
 
     def with_changes(self, changes: Mapping[str, Any]) -> ClientDetails:
-        """A copy with ``changes`` (attribute path -> new value, None = set to null) applied."""
+        """A copy with ``changes`` (attribute path -> new value, None = set to null) applied. The parts a change
+        does not touch (the address, ``extra``) are shared with this one, never copied: both are immutable."""
         plain: dict[str, Any] = {}
         address: dict[str, Any] = {}
-        extra = dict(self.extra)
+        extra: dict[str, Any] | None = None
         for path, value in changes.items():
-            self.get(path)  # raises UnknownAttribute
-            head, _, rest = path.partition(".")
-            if head == "billing_address":
+            head, dot, rest = path.partition(".")
+            if head == "billing_address" and rest in ADDRESS_PARTS:
                 address[rest] = value
-            elif head == "extra":
+            elif head == "extra" and rest:
+                if extra is None:
+                    extra = dict(self.extra)
                 extra[rest] = value
-            else:
+            elif not dot and head in PLAIN_ATTRIBUTES:
                 plain[head] = value
-        return replace(self, **plain, billing_address=replace(self.billing_address, **address), extra=extra)
+            else:
+                raise UnknownAttribute(path)
+        if address:
+            plain["billing_address"] = _copy(self.billing_address, address)
+        if extra is not None:
+            plain["extra"] = extra
+        return _copy(self, plain)
 
     def paths(self) -> dict[str, Any]:
         """Every attribute by path: plain ones, address components, extra keys."""
-        flat = {name: getattr(self, name) for name in PLAIN_ATTRIBUTES}
-        flat.update({f"billing_address.{part}": getattr(self.billing_address, part) for part in ADDRESS_PARTS})
+        own = self.__dict__
+        flat = {name: own[name] for name in PLAIN_ATTRIBUTES}
+        address = self.billing_address.__dict__
+        flat.update({path: address[part] for part, path in _ADDRESS_PATHS})
         flat.update({f"extra.{key}": value for key, value in self.extra.items()})
         return flat
 
     def diff(self, other: ClientDetails) -> dict[str, tuple[Any, Any]]:
-        """Attribute path -> (value here, value in ``other``) for every path that differs."""
-        mine, theirs = self.paths(), other.paths()
-        return {
-            path: (mine.get(path), theirs.get(path))
-            for path in sorted(mine.keys() | theirs.keys())
-            if mine.get(path) != theirs.get(path)
-        }
+        """Attribute path -> (value here, value in ``other``) for every path that differs, sorted by path (an
+        absent ``extra`` key counts as null). Parts both share (``with_changes`` shares what it leaves alone) are
+        not compared."""
+        if other is self:
+            return {}
+        found: dict[str, tuple[Any, Any]] = {}
+        mine, theirs = self.__dict__, other.__dict__
+        for name in PLAIN_ATTRIBUTES:
+            a, b = mine[name], theirs[name]
+            if a != b:
+                found[name] = (a, b)
+        if self.billing_address is not other.billing_address:
+            mine, theirs = self.billing_address.__dict__, other.billing_address.__dict__
+            for part, path in _ADDRESS_PATHS:
+                a, b = mine[part], theirs[part]
+                if a != b:
+                    found[path] = (a, b)
+        if self.extra is not other.extra:
+            for key in self.extra.keys() | other.extra.keys():
+                a, b = self.extra.get(key), other.extra.get(key)
+                if a != b:
+                    found[f"extra.{key}"] = (a, b)
+        return dict(sorted(found.items())) if len(found) > 1 else found
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = encode(self)
@@ -128,6 +155,20 @@ class ClientDetails:
 
 
 PLAIN_ATTRIBUTES = tuple(f.name for f in fields(ClientDetails) if f.name not in ("billing_address", "extra"))
+_ADDRESS_PATHS = tuple((part, f"billing_address.{part}") for part in ADDRESS_PARTS)
+_FrozenT = TypeVar("_FrozenT")
+
+
+def _copy(value: _FrozenT, changes: Mapping[str, Any]) -> _FrozenT:
+    """``dataclasses.replace`` for these plain frozen value classes (no ``__post_init__``, no init-only fields):
+    a copy of the instance's fields with ``changes`` laid over, without running ``__init__`` field by field
+    (``replace`` was a fifth of deciding on an update)."""
+    if not changes:
+        return value
+    copy = object.__new__(type(value))
+    copy.__dict__.update(value.__dict__)
+    copy.__dict__.update(changes)
+    return copy
 
 
 class ClientStatus(StrEnum):
@@ -135,6 +176,11 @@ class ClientStatus(StrEnum):
     ACTIVE = "active"
     INACTIVE = "inactive"
     UNKNOWN = "unknown"
+
+
+@lru_cache(maxsize=16)
+def _lowered(prefixes: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(p.lower() for p in prefixes)
 
 
 @dataclass(frozen=True)
@@ -148,7 +194,7 @@ class StatusRule:
 
     def derive(self, details: ClientDetails) -> ClientStatus:
         kind = (details.type or "").strip().lower()
-        if kind and any(kind.startswith(p.lower()) for p in self.prospect_types):
+        if kind and kind.startswith(_lowered(self.prospect_types)):
             return ClientStatus.PROSPECT
         if details.active in self.active_values:
             return ClientStatus.ACTIVE
