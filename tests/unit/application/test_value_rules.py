@@ -8,7 +8,7 @@ import pytest
 
 from tests.harness import _change
 from worker.application.commands import ChangeClientDetails, ClientData, RegisterClient
-from worker.application.validation import validate_changes, validate_full_record
+from worker.application.validation import MAX_TEXT, validate_changes, validate_full_record
 
 A = "001000000000001AAA"
 
@@ -54,3 +54,30 @@ def test_a_full_record_with_a_nul_or_an_unstorable_extra_value_is_refused() -> N
 def test_the_command_contract_refuses_nan_overflow_and_wrong_types(data: dict[str, object]) -> None:
     with pytest.raises(pydantic.ValidationError):
         ClientData(name="Acme", **data)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_model_is_checked_in_place_exactly_as_its_dump_would_be(seed: int) -> None:
+    """model_problems walks the model instead of dumping it (the hot path): same problems, same order."""
+    import random
+
+    from worker.application.commands import AddressData, ChangeMetadata, ClientData
+    from worker.application.validation import model_problems, value_problems
+
+    rng = random.Random(seed)
+
+    def text() -> str:
+        return rng.choice(["", "a", "x\x00y", "z" * (MAX_TEXT + 1), "fine", "\x00"])
+
+    for _ in range(300):
+        meta = ChangeMetadata.model_construct(
+            transaction_key=text() or "k", sequence_number=rng.randint(0, 9), commit_timestamp_ms=5,
+            change_type=text(), change_origin=text(), correlation_id="c", causation_id=text() or "x",
+            commit_user=rng.choice([None, text()]), traceparent=rng.choice([None, text()]))
+        assert model_problems("change", meta) == value_problems("change", meta.model_dump())
+        extra = {rng.choice(["a", "b\x00", "c"]): rng.choice(
+            [1, 2**70, float("nan"), text(), [text(), {"k": text()}], None, True]) for _ in range(rng.randint(0, 3))}
+        data = ClientData.model_construct(
+            name=rng.choice([None, text()]), employees=rng.choice([None, 2**64, 3]), extra=extra,
+            billing_address=AddressData.model_construct(city=text(), latitude=rng.choice([None, 1.5, float("inf")])))
+        assert model_problems("data", data) == value_problems("data", data.model_dump())

@@ -88,3 +88,24 @@ def test_redelivered_changes_shuffled_in_yield_the_same_final_state(stream: Any,
         for _ in range(data.draw(st.integers(0, 2))):
             feed(with_duplicates, data.draw(st.sampled_from(delivered)))  # an earlier message, again
     assert with_duplicates.snapshot() == once.snapshot()
+
+
+def _diff_by_paths(a: ClientDetails, b: ClientDetails) -> dict[str, tuple[Any, Any]]:
+    """The definition `diff` must keep: every attribute path whose value differs, sorted by path."""
+    mine, theirs = a.paths(), b.paths()
+    paths = sorted(mine.keys() | theirs.keys())
+    return {p: (mine.get(p), theirs.get(p)) for p in paths if mine.get(p) != theirs.get(p)}
+
+
+@given(st.dictionaries(attributes, values, max_size=5), st.dictionaries(attributes, values, max_size=5))
+@settings(max_examples=300)
+def test_diff_and_with_changes_keep_their_definition(first: dict[str, Any], second: dict[str, Any]) -> None:
+    """`with_changes` shares the parts a change leaves alone and `diff` skips what is shared: the answers stay
+    those of comparing every path."""
+    base = ClientDetails(name="Acme", extra={"Y__c": 1})
+    a = base.with_changes(first)
+    b = a.with_changes(second)
+    assert a.diff(b) == _diff_by_paths(a, b)
+    assert b.diff(a) == _diff_by_paths(b, a)
+    assert ClientDetails(name="Acme", extra={"Y__c": 1}).with_changes(first).with_changes(second) == b
+    assert base == ClientDetails(name="Acme", extra={"Y__c": 1})  # nothing changed in place
