@@ -57,6 +57,8 @@ class KafkaSettings(_Section):
     fetch_queue_kbytes: int = Field(
         default=16_384, ge=1024, description="librdkafka queued.max.messages.kbytes: prefetch memory per consumer."
     )
+    decode_ahead: bool = Field(
+        default=True, description="ingest decodes the next batch in a background thread while one commits")
     session_timeout_ms: int = Field(default=45_000, ge=1000)
     max_poll_interval_ms: int = Field(default=300_000, ge=1000)
     cdc_format: str = Field(

@@ -105,13 +105,16 @@ class BatchConsumer:
     def consume(self, max_messages: int, timeout_s: float) -> list[Message]:
         """A batch of good messages, returned as soon as what has arrived is drained or the first message has
         waited `_LINGER_S` (librdkafka's consume() waits for a full batch or the timeout: up to `timeout_s` of
-        latency at low rates); broker-level errors are raised (fatal) or logged (transient)."""
+        latency at low rates); broker-level errors are raised (fatal) or logged (transient). A timeout of 0 takes
+        what has already arrived, without waiting."""
         client = self._client()
         if self._refused:
             self._recommit()
         deadline = time.monotonic() + timeout_s
         polled: list[Message] = []
-        while len(polled) < max_messages:
+        if timeout_s <= 0:  # only what has already arrived, without waiting
+            polled = client.consume(max_messages, 0)
+        while timeout_s > 0 and len(polled) < max_messages:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
