@@ -3,6 +3,7 @@ concrete adapters. `bootstrap()` builds what the roles run on (`worker run`). Te
 
 from __future__ import annotations
 
+import gc
 import os
 import socket
 from collections.abc import Callable, Iterator
@@ -110,6 +111,16 @@ def bootstrap(settings: Settings, *, client_source: ClientSource | None = None, 
     app.health.readiness("database", database_check(pool))
     app.health.readiness("database durability", durability.check)
     return app
+
+
+def tune_gc(threshold: int) -> None:
+    """Fewer young-generation collections (each one also ages objects toward the full collections that walk the
+    whole aggregate cache), and what start-up built (modules, schemas, settings) left out of every collection."""
+    if threshold <= 0:
+        return
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(threshold, middle, old)
+    gc.freeze()
 
 
 def schema_resolver(settings: Settings, fetch_schema: Callable[[str], str | None] | None = None, *,

@@ -72,7 +72,9 @@ def run_role(cfg: dict[str, Any], role: str) -> dict[str, Any]:
     from worker.roles.runtime import IdleClock, Stopper
 
     span = Span()
-    app = bootstrap.bootstrap(_settings(cfg), metrics=_timed_metrics(span))
+    settings = _settings(cfg)
+    app = bootstrap.bootstrap(settings, metrics=_timed_metrics(span))
+    bootstrap.tune_gc(settings.gc_threshold)  # as `worker run` does
     builders: dict[str, Callable[..., Any]] = {
         "ingest": bootstrap.ingest_loop, "relay": bootstrap.relay, "projector": bootstrap.projector_loop,
     }
@@ -90,7 +92,9 @@ def run_all(cfg: dict[str, Any]) -> dict[str, Any]:
     from worker.roles.runtime import IdleClock, Stopper
 
     spans = Span()
-    app = bootstrap.bootstrap(_settings(cfg), metrics=_timed_metrics(spans))
+    settings = _settings(cfg)
+    app = bootstrap.bootstrap(settings, metrics=_timed_metrics(spans))
+    bootstrap.tune_gc(settings.gc_threshold)  # as `worker run` does
     stopper = Stopper()
     roles = [("ingest", bootstrap.ingest_loop), ("relay", bootstrap.relay), ("projector", bootstrap.projector_loop)]
     finished = {name: threading.Event() for name, _ in roles}

@@ -72,3 +72,20 @@ def test_a_batch_size_beyond_the_limit_is_refused(monkeypatch: pytest.MonkeyPatc
     """librdkafka has no max.poll.records (a Java client setting): the batch size's own bound is the limit."""
     assert fails_with(monkeypatch, {"WORKER_KAFKA__BATCH_SIZE": "100001"}).startswith(
         "invalid setting WORKER_KAFKA__BATCH_SIZE: Input should be less than or equal to 100000")
+
+
+def test_a_running_role_collects_garbage_less_often_and_sets_start_up_objects_aside() -> None:
+    import gc
+
+    from worker.bootstrap import tune_gc
+
+    before = gc.get_threshold()
+    try:
+        tune_gc(0)
+        assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+        tune_gc(load_settings(_env_file=None).gc_threshold)
+        assert gc.get_threshold() == (50_000, before[1], before[2])
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

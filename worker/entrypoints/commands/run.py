@@ -43,6 +43,7 @@ def _run(args: argparse.Namespace, ops: Operations) -> int:
         raise CliError(f"cannot serve metrics on {obs.bind_address}:{obs.metrics_port}: {exc.strerror} "
                        "(set WORKER_OBSERVABILITY__METRICS_PORT, 0 turns it off)") from None
     app = bootstrap.bootstrap(settings, metrics=metrics)
+    bootstrap.tune_gc(settings.gc_threshold)  # a long-running role: start-up done, its objects set aside
     disabled = bootstrap.resync_disabled_reason(settings, app.client_source)
     if args.role == "resync" and disabled:
         app.close()
