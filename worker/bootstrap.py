@@ -297,7 +297,7 @@ def _consumer(app: App, group: str, topic: str,
     check of the process."""
     conf = consumer_config(app.settings.kafka, group, **{
         "statistics.interval.ms": STATS_INTERVAL_MS, "stats_cb": app.metrics.consumer_stats(group)})
-    consumer = BatchConsumer(conf, [topic], on_expired=on_expired)
+    consumer = BatchConsumer(conf, [topic], on_expired=on_expired, linger_s=app.settings.kafka.batch_linger_s)
     app.health.readiness(f"{group} partitions", assignment_check(consumer))
     return consumer
 

@@ -54,6 +54,9 @@ class KafkaSettings(_Section):
     dlq_retention_ms: int = Field(default=30 * 24 * 3600 * 1000, ge=-1)
     batch_size: int = Field(default=500, ge=1, le=100_000)
     batch_timeout_s: float = Field(default=0.5, gt=0)
+    batch_linger_s: float = Field(
+        default=0.1, ge=0, description="once a batch has its first message, how long it waits for more (latency"
+        " against batch size under a steady feed; a backlog fills a batch at once anyway)")
     fetch_queue_kbytes: int = Field(
         default=16_384, ge=1024, description="librdkafka queued.max.messages.kbytes: prefetch memory per consumer."
     )

@@ -85,8 +85,10 @@ class BatchConsumer:
         config: dict[str, Any],
         topics: Sequence[str],
         on_expired: Callable[[list[ExpiredInput]], None] | None = None,
+        linger_s: float = _LINGER_S,
     ) -> None:
         self._config = config
+        self._linger_s = linger_s
         self._topics = list(topics)
         self._on_expired = on_expired
         self._consumer: Consumer | None = None
@@ -104,7 +106,7 @@ class BatchConsumer:
 
     def consume(self, max_messages: int, timeout_s: float) -> list[Message]:
         """A batch of good messages, returned as soon as what has arrived is drained or the first message has
-        waited `_LINGER_S` (librdkafka's consume() waits for a full batch or the timeout: up to `timeout_s` of
+        waited `linger_s` (librdkafka's consume() waits for a full batch or the timeout: up to `timeout_s` of
         latency at low rates); broker-level errors are raised (fatal) or logged (transient). A timeout of 0 takes
         what has already arrived, without waiting."""
         client = self._client()
@@ -120,7 +122,7 @@ class BatchConsumer:
                 break
             got = client.consume(max_messages - len(polled), min(left, _DRAIN_S))
             if got and not polled:
-                deadline = min(deadline, time.monotonic() + _LINGER_S)
+                deadline = min(deadline, time.monotonic() + self._linger_s)
             polled += got
             if polled and not got:
                 break
