@@ -28,6 +28,11 @@ Position = tuple[int, int | None]
 
 
 class ClientAggregate:
+    # Slots, and the compact forms below: a worker keeps tens of thousands of these in memory between batches.
+    __slots__ = ("_field_positions", "_recent", "client_id", "deleted", "details", "fields_as_of",
+                 "last_commit_number", "last_commit_ts_ms", "needs_resync", "registered", "resync_reason",
+                 "resynced_as_of_ms", "status", "version")
+
     def __init__(self, client_id: str) -> None:
         self.client_id = client_id
         self.version = 0
@@ -40,12 +45,22 @@ class ClientAggregate:
         self.last_commit_ts_ms: int | None = None
         self.last_commit_number: int | None = None
         self.resynced_as_of_ms: int | None = None
-        self.recent_changes: tuple[tuple[str, int, str], ...] = ()
+        # The last RECENT_CHANGES change identities, oldest first, each in its compact form (`_recent_entry`).
+        self._recent: tuple[_RecentEntry, ...] = ()
         # Where each attribute was last changed: the full record's position (`fields_as_of`: every attribute
         # not listed in `field_positions` holds its value as of it), then each later change's. None: unknown
         # (state from a snapshot older than this tracking), so a stale change is dropped whole.
         self.fields_as_of: Position | None = None
-        self.field_positions: dict[str, Position] = {}
+        self._field_positions: dict[str, Position] | None = None  # None: empty (most clients)
+
+    @property
+    def recent_changes(self) -> tuple[tuple[str, int, str], ...]:
+        """The remembered change identities (transaction key, sequence number, record id), oldest first."""
+        return tuple(self._identity(entry) for entry in self._recent)
+
+    @property
+    def field_positions(self) -> Mapping[str, Position]:
+        return self._field_positions or {}
 
     @classmethod
     def new(cls, client_id: str) -> ClientAggregate:
@@ -174,7 +189,7 @@ class ClientAggregate:
         return self._is_duplicate(change) or self._is_stale(change) or self._is_covered_by_resync(change)
 
     def _is_duplicate(self, change: ChangeRef) -> bool:
-        return change.identity in self.recent_changes
+        return self._recent_entry(change.transaction_key, change.sequence_number, change.record_id) in self._recent
 
     def _is_stale(self, change: ChangeRef) -> bool:
         """Older than the last applied change: a replay. Timestamps have one-second resolution, so within the
@@ -189,7 +204,8 @@ class ClientAggregate:
 
     def _changed_since(self, path: str, change: ChangeRef) -> bool:
         """Whether ``path`` may hold a value set after ``change``: unknown counts as changed."""
-        position = self.field_positions.get(path, self.fields_as_of)
+        positions = self._field_positions
+        position = positions.get(path, self.fields_as_of) if positions else self.fields_as_of
         return position is None or _later(position, _position(change))
 
     def _is_covered_by_resync(self, change: ChangeRef) -> bool:
@@ -216,9 +232,12 @@ class ClientAggregate:
             self.details = self.details.with_changes({path: new for path, (_, new) in event.changes.items()})
             if event.change is not None:
                 at = _position(event.change)
+                positions = self._field_positions
+                if positions is None:
+                    positions = self._field_positions = {}
                 for path in event.changes:
-                    known = self.field_positions.get(path)
-                    self.field_positions[path] = at if known is None or _later(at, known) else known
+                    known = positions.get(path)
+                    positions[path] = at if known is None or _later(at, known) else known
         elif isinstance(event, ClientStatusChanged):
             self.status = event.new_status
         elif isinstance(event, ClientDeleted):
@@ -241,13 +260,14 @@ class ClientAggregate:
 
     def _fields_as_of(self, position: Position | None) -> None:
         """A full record: every attribute holds its value as of ``position`` (None: unknown)."""
-        self.fields_as_of, self.field_positions = position, {}
+        self.fields_as_of, self._field_positions = position, None
 
     def _remember(self, change: ChangeRef | None) -> None:
         if change is None:
             return
-        if change.identity not in self.recent_changes:
-            self.recent_changes = (*self.recent_changes, change.identity)[-RECENT_CHANGES:]
+        entry = self._recent_entry(change.transaction_key, change.sequence_number, change.record_id)
+        if entry not in self._recent:
+            self._recent = (*self._recent, entry)[-RECENT_CHANGES:]
         position = (change.commit_timestamp_ms, change.commit_number)
         if self.last_commit_ts_ms is None or change.commit_timestamp_ms > self.last_commit_ts_ms:
             self.last_commit_ts_ms, self.last_commit_number = position
@@ -271,7 +291,7 @@ class ClientAggregate:
             "resynced_as_of_ms": self.resynced_as_of_ms,
             "recent_changes": [list(identity) for identity in self.recent_changes],
             "fields_as_of": list(self.fields_as_of) if self.fields_as_of is not None else None,
-            "field_positions": {path: list(at) for path, at in self.field_positions.items()},
+            "field_positions": {path: list(at) for path, at in (self._field_positions or {}).items()},
         }
 
     @classmethod
@@ -287,12 +307,56 @@ class ClientAggregate:
         client.last_commit_ts_ms = state.get("last_commit_ts_ms")
         client.last_commit_number = state.get("last_commit_number")
         client.resynced_as_of_ms = state.get("resynced_as_of_ms")
-        client.recent_changes = tuple((str(t), int(s), str(r)) for t, s, r in state.get("recent_changes", []))
+        recent = state.get("recent_changes", [])
+        client._recent = tuple(client._recent_entry(str(t), int(s), str(r)) for t, s, r in recent)
         as_of = state.get("fields_as_of")  # absent from snapshots taken before positions were tracked: unknown
         client.fields_as_of = (int(as_of[0]), as_of[1]) if as_of else None
-        positions = state.get("field_positions") or {}
-        client.field_positions = {path: (int(at[0]), at[1]) for path, at in positions.items()}
+        positions = state.get("field_positions")
+        client._field_positions = {path: (int(at[0]), at[1]) for path, at in positions.items()} if positions else None
         return client
+
+    # -- compact change identities ------------------------------------------------------------------------------
+
+    def _recent_entry(self, transaction_key: str, sequence_number: int, record_id: str) -> _RecentEntry:
+        """One change identity as remembered, one-to-one (so `in` answers as the identity tuples would): the
+        transaction key (its number when it is a canonical UUID, `_compact_key`) alone for the common case (this
+        client's own record, sequence number 1), else with the sequence number, and the record id only when it
+        names another record (a merge)."""
+        key = _compact_key(transaction_key)
+        if record_id != self.client_id:
+            return (key, sequence_number, record_id)
+        return key if sequence_number == 1 else (key, sequence_number)
+
+    def _identity(self, entry: _RecentEntry) -> tuple[str, int, str]:
+        if not isinstance(entry, tuple):
+            return (_key_text(entry), 1, self.client_id)
+        if len(entry) == 2:
+            return (_key_text(entry[0]), entry[1], self.client_id)
+        return (_key_text(entry[0]), entry[1], entry[2])
+
+
+# A remembered change identity (see ClientAggregate._recent_entry).
+_RecentEntry = int | str | tuple[int | str, int] | tuple[int | str, int, str]
+
+
+def _compact_key(key: str) -> int | str:
+    """A transaction key as remembered: a canonical UUID text (lower-case hex, 8-4-4-4-12) as its 128-bit number
+    (44 bytes instead of 85), any other text as is. One-to-one: `_key_text` gives the same text back."""
+    if len(key) == 36 and key[8] == key[13] == key[18] == key[23] == "-":
+        try:
+            number = int(key.replace("-", ""), 16)
+        except ValueError:
+            return key
+        if number >= 0 and _key_text(number) == key:  # refuses what int() also reads: case, "_", signs, spaces
+            return number
+    return key
+
+
+def _key_text(key: int | str) -> str:
+    if isinstance(key, str):
+        return key
+    h = f"{key:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _position(change: ChangeRef) -> Position:

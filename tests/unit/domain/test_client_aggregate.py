@@ -266,3 +266,45 @@ def test_every_event_round_trips_through_its_payload(event: Any) -> None:
 
     payload = json.loads(json.dumps(event.to_payload()))
     assert event_from_payload(event.event_type, payload, ID) == event
+
+
+UUID_TX = "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+# identities the aggregate remembers in a compact form: each must come back (snapshot) and dedupe exactly as given
+IDENTITIES = [
+    (UUID_TX, 1, ID),  # the common case: a canonical key, the first change of the transaction, this record
+    (UUID_TX, 2, ID),  # the same transaction's next change
+    (UUID_TX, 1, "001000000000002AAA"),  # a merge: another record of the same transaction
+    (UUID_TX.upper(), 1, ID),  # not canonical (upper case): a different key, kept as text
+    ("0a1b_c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d", 1, ID),  # int() would read this one; it is no UUID text
+    ("t-1", 7, ID),
+]
+
+
+def test_remembered_change_identities_dedupe_exactly_and_round_trip_byte_for_byte() -> None:
+    import json
+
+    client = registered(ts=500)
+    for ts, (tx, seq, record) in enumerate(IDENTITIES, start=1000):
+        change = ChangeRef(record, tx, seq, ts)
+        assert not client.holds_back(change) and not client._is_duplicate(change)
+        decide(client, client.change_details({"phone": str(ts)}, change, RULE))
+    remembered = [["t0", 1, ID], *[list(identity) for identity in IDENTITIES]]
+    assert client.snapshot()["recent_changes"] == remembered
+    for tx, seq, record in IDENTITIES:
+        assert client._is_duplicate(ChangeRef(record, tx, seq, 9999))
+    others = [(UUID_TX, 3, ID), (UUID_TX.replace("a", "b", 1), 1, ID), (UUID_TX, 2, "001000000000002AAA")]
+    for tx, seq, record in others:
+        assert not client._is_duplicate(ChangeRef(record, tx, seq, 9999))
+    restored = ClientAggregate.from_snapshot(json.loads(json.dumps(client.snapshot())))
+    assert json.dumps(restored.snapshot()) == json.dumps(client.snapshot())
+    assert restored._is_duplicate(ChangeRef(ID, UUID_TX, 1, 9999))
+
+
+def test_only_the_last_recent_changes_are_remembered() -> None:
+    from worker.domain.model import RECENT_CHANGES
+
+    client = registered(ts=500)
+    keys = [f"{n:08x}-0000-4000-8000-000000000000" for n in range(RECENT_CHANGES + 2)]
+    for ts, tx in enumerate(keys, start=1000):
+        decide(client, client.change_details({"phone": str(ts)}, ChangeRef(ID, tx, 1, ts), RULE))
+    assert [t for t, _, _ in client.recent_changes] == keys[-RECENT_CHANGES:]
