@@ -58,7 +58,8 @@ class KafkaSettings(_Section):
         default=0.1, ge=0, description="once a batch has its first message, how long it waits for more (latency"
         " against batch size under a steady feed; a backlog fills a batch at once anyway)")
     fetch_queue_kbytes: int = Field(
-        default=16_384, ge=1024, description="librdkafka queued.max.messages.kbytes: prefetch memory per consumer."
+        default=4096, ge=1024, description="librdkafka queued.max.messages.kbytes: prefetch memory per consumer"
+        " (4 MiB: seconds of work for a 500-message batch; more is resident memory, not speed)."
     )
     decode_ahead: bool = Field(
         default=True, description="ingest decodes the next batch in a background thread while one commits")

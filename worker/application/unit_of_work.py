@@ -9,9 +9,9 @@ from __future__ import annotations
 import gc
 import os
 import sys
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from enum import Enum
+from itertools import islice
 from typing import Any
 
 from worker.application.ports import BatchChanges, EventStore, LoadedStream, ScanProgress, Snapshot, StoredEvent
@@ -47,14 +47,18 @@ class AggregateCache:
     concurrency check refuses a batch that raced one. Least recently used entries go first.
 
     Sized by memory: ``max_mib`` bounds the estimated size of what is kept (the mean deep size of a sample of
-    the entries given back, one in ``SAMPLE_EVERY``, times the entries); ``capacity`` bounds the count too."""
+    the entries given back, one in ``SAMPLE_EVERY``, plus the cache's own slot, times the entries); ``capacity``
+    bounds the count too."""
 
     SAMPLE_EVERY = 64
+    # The cache's own memory per entry: its slot in the dict (an index, the entry, the table's spare room).
+    SLOT_BYTES = 64
 
     def __init__(self, capacity: int, max_mib: float = 0.0) -> None:
         self._capacity = capacity
         self._max_bytes = int(max_mib * 1024 * 1024)
-        self._entries: OrderedDict[str, ClientAggregate] = OrderedDict()
+        # A plain dict is ordered too, and lighter than an OrderedDict: first in, least recently given back.
+        self._entries: dict[str, ClientAggregate] = {}
         self._entry_bytes = 4096.0  # until measured
         self._given = 0
         self.hits = 0
@@ -82,47 +86,63 @@ class AggregateCache:
     def give_back(self, aggregates: Mapping[str, ClientAggregate]) -> None:
         if self._capacity <= 0:
             return
+        entries = self._entries
         for cid, aggregate in aggregates.items():
-            _share_record_ids(aggregate)
+            key = aggregate.client_id if aggregate.client_id == cid else cid  # one string for key and state
             self._given += 1
             if self._max_bytes > 0 and self._given % self.SAMPLE_EVERY == 1:
-                self._entry_bytes += (deep_size(aggregate) - self._entry_bytes) / 8  # a moving mean
-            self._entries[cid] = aggregate
-            self._entries.move_to_end(cid)
-        limit = self.limit
-        while len(self._entries) > limit:
-            self._entries.popitem(last=False)
+                size = deep_size(aggregate) + self.SLOT_BYTES
+                self._entry_bytes += (size - self._entry_bytes) / 8  # a moving mean
+            entries.pop(key, None)  # to the end: the most recently used
+            entries[key] = aggregate
+        excess = len(entries) - self.limit
+        if excess > 0:
+            for key in list(islice(entries, excess)):
+                del entries[key]
 
     def clear(self) -> None:
         self._entries.clear()
 
 
-def _share_record_ids(client: ClientAggregate) -> None:
-    """Compact state: every remembered change identity of a client names the client's own record; one string
-    object (the client id) instead of a copy per change decoded from its message."""
-    cid = client.client_id
-    recent = client.recent_changes
-    if any(r == cid and r is not cid for _, _, r in recent):
-        client.recent_changes = tuple((t, s, cid if r == cid else r) for t, s, r in recent)
-
-
 _SHARED_TYPES = (type, Enum, bool, type(None))
+_PYMALLOC_MAX = 512  # larger blocks come from malloc, with its 8-byte chunk header
+# CPython 3.11/3.12 keep a plain object's attributes in a separate values array (a "managed" __dict__ that is not
+# materialised): sys.getsizeof leaves it out, though it is ~150 bytes for a 14-field dataclass.
+_MANAGED_DICT = 1 << 4
 
 
 def deep_size(root: object) -> int:
-    """Bytes held by ``root`` and what it alone refers to (classes, enum members, interned strings left out)."""
+    """Bytes held by ``root`` and what it alone refers to (classes, enum members, cached small integers and
+    one-character strings left out), each object as the allocator hands it out (16-byte steps), an object's
+    attribute values array included."""
     seen: set[int] = set()
     stack: list[object] = [root]
     total = 0
     while stack:
         obj = stack.pop()
-        if id(obj) in seen or isinstance(obj, _SHARED_TYPES) or (isinstance(obj, str) and len(obj) <= 1):
+        if id(obj) in seen or isinstance(obj, _SHARED_TYPES) or _is_cached_constant(obj):
             continue
         seen.add(id(obj))
-        total += sys.getsizeof(obj)
+        total += _allocated(sys.getsizeof(obj))
         if not isinstance(obj, (str, int, float, bytes)):
-            stack.extend(gc.get_referents(obj))
+            referents = gc.get_referents(obj)
+            if type(obj).__flags__ & _MANAGED_DICT and not (len(referents) == 2 and type(referents[0]) is dict):
+                total += _allocated(8 * (len(referents) + 3))  # a slot per attribute (and the type), a header
+            stack.extend(referents)
     return total
+
+
+def _allocated(size: int) -> int:
+    return (size + (8 if size > _PYMALLOC_MAX else 0) + 15) & ~15
+
+
+def _is_cached_constant(obj: object) -> bool:
+    """Objects the interpreter keeps once for everyone: small integers, short strings, the empty tuple."""
+    if isinstance(obj, str):
+        return len(obj) <= 1
+    if type(obj) is int:
+        return -5 <= obj <= 256
+    return type(obj) is tuple and not obj
 
 
 class ClientBatch:

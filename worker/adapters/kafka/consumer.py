@@ -29,7 +29,7 @@ def consumer_config(kafka: KafkaSettings, group_id: str, **extra: Any) -> dict[s
         "max.poll.interval.ms": kafka.max_poll_interval_ms,
         "enable.partition.eof": False,
         "isolation.level": "read_committed",
-        # librdkafka prefetches up to 64 MiB per consumer by default; a batch needs far less
+        # librdkafka prefetches up to 64 MiB per consumer by default (resident memory); a batch needs far less
         "queued.max.messages.kbytes": kafka.fetch_queue_kbytes,
     }
     if kafka.group_instance_id:
