@@ -166,3 +166,36 @@ def test_the_aggregate_cache_keeps_what_fits_in_its_memory_budget() -> None:
     assert 0 < cache.entry_bytes < 10_000
     assert len(cache) == cache.limit == int(0.1 * 1024 * 1024 / cache.entry_bytes) < 200
     assert list(cache.take(ids[-1:])) == ids[-1:]  # the most recently given back stay
+
+
+def test_the_cache_estimate_is_the_memory_an_aggregate_really_takes() -> None:
+    import json
+    import tracemalloc
+
+    from worker.application.unit_of_work import deep_size
+    from worker.domain import ClientAggregate
+
+    store = MemoryStore()
+    ids = [f"001{i:015d}" for i in range(50)]
+    batch = cached_run(store, AggregateCache(0), [register(cid) for cid in ids]
+                       + [change_phone(cid, f"+33 1 {n:08d}") for n, cid in enumerate(ids * 3)])
+    states = [json.dumps(batch.get(cid).snapshot()) for cid in ids] * 20  # each copy built anew from its text
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        copies = [ClientAggregate.from_snapshot(json.loads(state)) for state in states]
+        allocated = (tracemalloc.get_traced_memory()[0] - before) / len(copies)
+    finally:
+        tracemalloc.stop()
+    estimated = sum(deep_size(copy) for copy in copies[:50]) / 50
+    # tracemalloc counts the bytes asked for, deep_size the blocks handed out (rounded up to 16 bytes)
+    assert allocated <= estimated <= allocated * 1.15
+
+
+def test_the_cache_keeps_one_string_for_a_client_id() -> None:
+    store, cache = MemoryStore(), AggregateCache(10)
+    cached_run(store, cache, [register(A)])
+    again = "".join(A)  # an equal string, another object (as a later message decodes it)
+    aggregate = cache.take([again])[again]
+    cache.give_back({again: aggregate})
+    assert next(iter(cache._entries)) is aggregate.client_id
