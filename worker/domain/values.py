@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from functools import lru_cache
+from operator import attrgetter
 from typing import Any, TypeVar
 
 from worker.domain.codec import decode, encode
@@ -36,7 +37,7 @@ class ChangeRef:
         return decode(cls, data)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Address:
     street: str | None = None
     city: str | None = None
@@ -57,7 +58,7 @@ class Address:
 ADDRESS_PARTS = tuple(f.name for f in fields(Address))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClientDetails:
     """What the business knows of a client. ``extra`` holds unmapped Salesforce fields by their name.
     The field order is the stored payload's key order: plain attributes, then the address, then ``extra``."""
@@ -113,10 +114,8 @@ class ClientDetails:
 
     def paths(self) -> dict[str, Any]:
         """Every attribute by path: plain ones, address components, extra keys."""
-        own = self.__dict__
-        flat = {name: own[name] for name in PLAIN_ATTRIBUTES}
-        address = self.billing_address.__dict__
-        flat.update({path: address[part] for part, path in _ADDRESS_PATHS})
+        flat = dict(zip(PLAIN_ATTRIBUTES, _plain_values(self), strict=True))
+        flat.update(zip(_ADDRESS_PATH_NAMES, _address_values(self.billing_address), strict=True))
         flat.update({f"extra.{key}": value for key, value in self.extra.items()})
         return flat
 
@@ -127,15 +126,12 @@ class ClientDetails:
         if other is self:
             return {}
         found: dict[str, tuple[Any, Any]] = {}
-        mine, theirs = self.__dict__, other.__dict__
-        for name in PLAIN_ATTRIBUTES:
-            a, b = mine[name], theirs[name]
+        for name, a, b in zip(PLAIN_ATTRIBUTES, _plain_values(self), _plain_values(other), strict=True):
             if a != b:
                 found[name] = (a, b)
         if self.billing_address is not other.billing_address:
-            mine, theirs = self.billing_address.__dict__, other.billing_address.__dict__
-            for part, path in _ADDRESS_PATHS:
-                a, b = mine[part], theirs[part]
+            for path, a, b in zip(_ADDRESS_PATH_NAMES, _address_values(self.billing_address),
+                                  _address_values(other.billing_address), strict=True):
                 if a != b:
                     found[path] = (a, b)
         if self.extra is not other.extra:
@@ -155,20 +151,30 @@ class ClientDetails:
 
 
 PLAIN_ATTRIBUTES = tuple(f.name for f in fields(ClientDetails) if f.name not in ("billing_address", "extra"))
-_ADDRESS_PATHS = tuple((part, f"billing_address.{part}") for part in ADDRESS_PARTS)
+_ADDRESS_PATH_NAMES = tuple(f"billing_address.{part}" for part in ADDRESS_PARTS)
+_plain_values = attrgetter(*PLAIN_ATTRIBUTES)
+_address_values = attrgetter(*ADDRESS_PARTS)
 _FrozenT = TypeVar("_FrozenT")
+_COPIERS: dict[type[Any], Callable[[Any, Mapping[str, Any]], Any]] = {}
 
 
 def _copy(value: _FrozenT, changes: Mapping[str, Any]) -> _FrozenT:
-    """``dataclasses.replace`` for these plain frozen value classes (no ``__post_init__``, no init-only fields):
-    a copy of the instance's fields with ``changes`` laid over, without running ``__init__`` field by field
+    """``dataclasses.replace`` for these plain frozen value classes (slots, no ``__post_init__``, no init-only
+    fields): each field set once, from ``changes`` or the instance, by a function compiled per class
     (``replace`` was a fifth of deciding on an update)."""
     if not changes:
         return value
-    copy = object.__new__(type(value))
-    copy.__dict__.update(value.__dict__)
-    copy.__dict__.update(changes)
-    return copy
+    cls = type(value)
+    copier = _COPIERS.get(cls)
+    if copier is None:
+        names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+        body = "".join(f"    set(c, {n!r}, changes[{n!r}] if {n!r} in changes else v.{n})\n" for n in names)
+        namespace: dict[str, Any] = {}
+        exec(f"def copy(v, changes):\n    c = new(cls)\n{body}    return c\n",
+             {"new": object.__new__, "set": object.__setattr__, "cls": cls}, namespace)
+        copier = _COPIERS[cls] = namespace["copy"]
+    copied: _FrozenT = copier(value, changes)
+    return copied
 
 
 class ClientStatus(StrEnum):

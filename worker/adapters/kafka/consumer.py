@@ -31,6 +31,9 @@ def consumer_config(kafka: KafkaSettings, group_id: str, **extra: Any) -> dict[s
         "isolation.level": "read_committed",
         # librdkafka prefetches up to 64 MiB per consumer by default (resident memory); a batch needs far less
         "queued.max.messages.kbytes": kafka.fetch_queue_kbytes,
+        # once that queue is full, librdkafka waits this long before fetching again (1 s by default: a small queue
+        # would then run dry between fetches)
+        "fetch.queue.backoff.ms": 50,
     }
     if kafka.group_instance_id:
         conf["group.instance.id"] = kafka.group_instance_id
