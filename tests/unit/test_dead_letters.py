@@ -107,3 +107,19 @@ def test_a_record_the_broker_refuses_as_too_large_is_sent_again_as_a_reference()
     assert len(producer.produced) == 2
     [record] = producer.delivered
     assert record.value is None and record.header(dlq.H_ORIGINAL_SIZE) == "500000"
+
+
+def test_a_dead_letter_keeps_its_stack_trace_as_text_and_lets_the_failed_frames_go() -> None:
+    from tests.fakes.kafka import OffsetMessage
+    from worker.adapters.kafka.dlq import DeadLetter, Stage
+
+    try:
+        try:
+            int("many")
+        except ValueError as inner:
+            raise RuntimeError("cannot translate") from inner
+    except RuntimeError as exc:
+        letter = DeadLetter(OffsetMessage(), Stage.TRANSLATE, exc)
+    assert "int(\"many\")" in letter.stacktrace and "cannot translate" in letter.stacktrace
+    assert letter.error.__traceback__ is None and letter.error.__cause__ is not None
+    assert letter.error.__cause__.__traceback__ is None

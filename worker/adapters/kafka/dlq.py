@@ -79,6 +79,7 @@ class DeadLetter:
     def __post_init__(self) -> None:
         if not self.stacktrace:
             object.__setattr__(self, "stacktrace", "".join(traceback.format_exception(self.error)))
+        _drop_tracebacks(self.error)  # kept as text: a traceback holds the failed batch's frames alive
 
     @property
     def error_class(self) -> str:
@@ -88,6 +89,14 @@ class DeadLetter:
         """What identifies the original value when its bytes are left out."""
         value = self.message.value() or b""
         return {H_ORIGINAL_SIZE: len(value), H_ORIGINAL_SHA256: hashlib.sha256(value).hexdigest()}
+
+
+def _drop_tracebacks(error: BaseException | None) -> None:
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        error.__traceback__ = None
+        error = error.__cause__ or error.__context__
 
 
 @dataclass(frozen=True)
