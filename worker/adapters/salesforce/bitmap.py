@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from worker.adapters.salesforce.errors import InvalidChangeEvent
 
 _TOP = re.compile(r"^0[xX]([0-9a-fA-F]+)$")
 _NESTED = re.compile(r"^(\d+)-0[xX]([0-9a-fA-F]+)$")
+_ENTRY = re.compile(r"^(?:\d+-)?0[xX][0-9a-fA-F]+$")  # _TOP or _NESTED, in one match
+# Decoded entry lists kept per layout: a schema's bitmaps recur message after message; the bound keeps hostile
+# input (a new bitmap in every message) from growing the cache without end.
+_REMEMBERED = 4096
 
 
 @dataclass(frozen=True)
@@ -24,10 +28,21 @@ class FieldLayout:
 
     names: tuple[str, ...]
     nested: dict[str, tuple[str, ...]]
+    _decoded: dict[tuple[str, ...], tuple[str, ...]] = field(
+        default_factory=dict, init=False, repr=False, compare=False)
+
+    def decode(self, entries: tuple[str, ...]) -> list[str]:
+        """`decode(entries, self)`, remembered: the same entries give the same names (errors are not kept)."""
+        names = self._decoded.get(entries)
+        if names is None:
+            names = tuple(decode(entries, self))
+            if len(self._decoded) < _REMEMBERED:
+                self._decoded[entries] = names
+        return list(names)
 
 
 def is_bitmap(entries: Sequence[str]) -> bool:
-    return any(_TOP.match(e) or _NESTED.match(e) for e in entries)
+    return any(_ENTRY.match(e) for e in entries)
 
 
 def decode(entries: Sequence[str], layout: FieldLayout) -> list[str]:

@@ -32,7 +32,7 @@ def cometd_event(data: dict[str, Any]) -> ChangeEvent:
     else:
         fields = {}
     replay = (data.get("event") or {}).get("replayId")
-    return change_event("cometd", header, fields, replay, None, data.get("schema"))
+    return change_event("cometd", header, fields, replay, None, data.get("schema"), change_type)
 
 
 def _cometd_value(name: str, value: Any) -> Any:

@@ -12,6 +12,9 @@ from worker.adapters.salesforce.formats import iso_to_ms, unwrap_avro_json
 from worker.adapters.salesforce.ids import OVERFLOW_ID, is_wildcard, normalize_id
 
 SYSTEM_KEYS = frozenset({"ChangeEventHeader", "_ObjectType", "_EventType", "ReplayId", "Id"})
+# Field values are frozen: most fields of most events share these two.
+UNCHANGED = FieldValue(FieldState.UNCHANGED)
+NULLED = FieldValue(FieldState.NULLED)
 
 
 def header_of(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -44,19 +47,30 @@ def listed_fields(
     fields: dict[str, FieldValue] = {}
     for name in changed:
         value = body.get(name)
-        parts = [f"{name}.{k}" for k in value] if isinstance(value, dict) and "." not in name else [name]
-        for part in parts:
-            if part in diffs:
-                fields[part] = FieldValue(FieldState.DIFF, lookup(body, part))
-            elif part in nulled or name in nulled or lookup(body, part) is None:
-                fields[part] = FieldValue(FieldState.NULLED)
-            else:
-                fields[part] = FieldValue(FieldState.SET, lookup(body, part))
+        if "." in name:
+            fields[name] = _listed(name, lookup(body, name), name in nulled, diffs)
+        elif isinstance(value, dict):
+            parent_nulled = name in nulled
+            for key, inner in value.items():
+                part = f"{name}.{key}"
+                if not key:  # `Parent.` names the compound itself, as `lookup` reads it
+                    inner = value
+                fields[part] = _listed(part, inner, parent_nulled or part in nulled, diffs)
+        else:
+            fields[name] = _listed(name, value, name in nulled, diffs)
     covered = {key.split(".", 1)[0] for key in fields}  # a listed part covers its compound field
     for name in body:
         if name not in covered:
-            fields[name] = FieldValue(FieldState.UNCHANGED)
+            fields[name] = UNCHANGED
     return fields
+
+
+def _listed(name: str, value: Any, nulled: bool, diffs: set[str]) -> FieldValue:
+    if name in diffs:
+        return FieldValue(FieldState.DIFF, value)
+    if nulled or value is None:
+        return NULLED
+    return FieldValue(FieldState.SET, value)
 
 
 def full_fields(body: dict[str, Any]) -> dict[str, FieldValue]:
@@ -65,15 +79,17 @@ def full_fields(body: dict[str, Any]) -> dict[str, FieldValue]:
     for name, value in body.items():
         if isinstance(value, dict) and name != "Name":
             for part, inner in value.items():
-                fields[f"{name}.{part}"] = FieldValue(FieldState.SET if inner is not None else FieldState.NULLED, inner)
+                fields[f"{name}.{part}"] = NULLED if inner is None else FieldValue(FieldState.SET, inner)
         else:
-            fields[name] = FieldValue(FieldState.SET if value is not None else FieldState.NULLED, value)
+            fields[name] = NULLED if value is None else FieldValue(FieldState.SET, value)
     return fields
 
 
 def change_event(
-    fmt: str, header: Mapping[str, Any], fields: dict[str, FieldValue], replay: Any, event_id: Any, schema_id: Any
+    fmt: str, header: Mapping[str, Any], fields: dict[str, FieldValue], replay: Any, event_id: Any, schema_id: Any,
+    change_type: ChangeType | None = None,
 ) -> ChangeEvent:
+    """``change_type``: the header's, when the caller has read it already."""
     raw_ids = header.get("recordIds")
     if not isinstance(raw_ids, list) or not raw_ids:
         raise InvalidChangeEvent("recordIds is missing or empty")
@@ -85,7 +101,7 @@ def change_event(
     return ChangeEvent(
         format=fmt,
         entity_name=str(header["entityName"]),
-        change_type=change_type_of(header),
+        change_type=change_type or change_type_of(header),
         record_ids=ids,
         change_origin=str(header.get("changeOrigin") or ""),
         transaction_key=str(header["transactionKey"]),

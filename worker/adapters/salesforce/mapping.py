@@ -71,12 +71,19 @@ class FieldMapping:
 
     def client_data(self, values: Mapping[str, Any]) -> ClientData:
         """A full record from field -> value (compound parts as `BillingAddress.City`)."""
-        flat: dict[str, Any] = {}
+        plain: dict[str, Any] = {}
+        address: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
         for field, value in values.items():
-            flat.update(self.values(field, value))
-        address = {path.split(".", 1)[1]: v for path, v in flat.items() if path.startswith("billing_address.")}
-        extra = {path.split(".", 1)[1]: v for path, v in flat.items() if path.startswith("extra.")}
-        plain = {k: v for k, v in flat.items() if "." not in k}
+            for path, item in self.values(field, value).items():
+                head, dot, rest = path.partition(".")
+                if not dot:
+                    plain[path] = item
+                elif head == "billing_address":
+                    address[rest] = item
+                elif head == "extra":
+                    extra[rest] = item
+                # any other dotted path names no part of a client: dropped
         return ClientData(**plain, billing_address=AddressData(**address), extra=extra)
 
     def rest_fields(self, person_names: bool = False) -> list[str]:

@@ -19,6 +19,8 @@ from worker.adapters.salesforce.event_fields import (
 )
 from worker.adapters.salesforce.schemas import WriterSchema
 
+_LISTS = ("changedFields", "nulledFields", "diffFields")
+
 
 def pubsub_event(
     record: dict[str, Any],
@@ -30,31 +32,30 @@ def pubsub_event(
 ) -> ChangeEvent:
     """Pub/Sub semantics: every field present; null = unchanged OR nulled, only the header lists decide."""
     header = header_of(record)
-    lists = [[str(e) for e in header.get(name) or []] for name in ("changedFields", "nulledFields", "diffFields")]
+    lists = [tuple(str(e) for e in header.get(name) or ()) for name in _LISTS]
     layout = None
     if any(bitmap.is_bitmap(entries) for entries in lists):
         writer = schema()
         layout = writer.layout if writer else layout_from_keys(record)
     changed, nulled_list, diff_list = (field_names(entries, layout) for entries in lists)
-    nulled, diffs = set(nulled_list), set(diff_list)
-    body = {k: v for k, v in record.items() if k not in SYSTEM_KEYS}
     change_type = change_type_of(header)
     if change_type is ChangeType.UPDATE:
-        fields = listed_fields(body, changed, nulled, diffs)
+        body = {k: v for k, v in record.items() if k not in SYSTEM_KEYS}
+        fields = listed_fields(body, changed, set(nulled_list), set(diff_list))
     elif change_type in (ChangeType.CREATE, ChangeType.UNDELETE):
-        fields = full_fields(body)
+        fields = full_fields({k: v for k, v in record.items() if k not in SYSTEM_KEYS})
     else:
         fields = {}
-    return change_event(fmt, header, fields, replay, event_id, schema_id)
+    return change_event(fmt, header, fields, replay, event_id, schema_id, change_type)
 
 
 def field_names(entries: Sequence[Any], layout: bitmap.FieldLayout | None) -> list[str]:
-    strings = [str(e) for e in entries]
+    strings = tuple(str(e) for e in entries)
     if not bitmap.is_bitmap(strings):
-        return strings
+        return list(strings)
     if layout is None:
         raise InvalidChangeEvent("bitmap fields without a writer schema to decode them against")
-    return bitmap.decode(strings, layout)
+    return layout.decode(strings)
 
 
 def layout_from_keys(record: Mapping[str, Any]) -> bitmap.FieldLayout:

@@ -111,13 +111,16 @@ def _command(
         return DeleteClient(client_id=client_id, change=meta)
     changes: dict[str, object] = {}
     diffs: dict[str, str] = {}
-    for name, value in event.changed().items():
-        if value.state is FieldState.DIFF:
+    for name, value in event.fields.items():  # the changed ones: `event.changed()` without its copy
+        state = value.state
+        if state is FieldState.UNCHANGED:
+            continue
+        if state is FieldState.DIFF:
             attribute = mapping.attribute(name)
             if attribute is not None:
                 diffs[attribute] = str(value.value)
         else:
-            changes.update(mapping.values(name, value.value if value.state is FieldState.SET else None))
+            changes.update(mapping.values(name, value.value if state is FieldState.SET else None))
     return ChangeClientDetails(client_id=client_id, changes=changes, diffs=diffs, change=meta)
 
 
