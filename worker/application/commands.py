@@ -7,7 +7,7 @@ The Salesforce translator builds them; Salesforce field names never appear here:
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, Self, cast
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -91,10 +91,11 @@ class Command(_Frozen):
     `model_construct` skips validation and marks the command unvalidated, so the bus validates those."""
 
     @classmethod
-    def model_construct(cls, _fields_set: set[str] | None = None, **values: Any) -> Self:
-        command = super().model_construct(_fields_set, **values)
+    def model_construct(cls, _fields_set: set[str] | None = None, **values: Any) -> Self:  # type: ignore[override]
+        command = cast(Self, super().model_construct(_fields_set, **values))
         # The mark sits in pydantic's per-instance private slot (compared by ==, kept by model_copy) rather than in
-        # a declared private attribute, which would cost every validated command an initialisation step.
+        # a declared private attribute, which would cost every validated command an initialisation step. (The
+        # ignore: pydantic's mypy plugin types model_construct per model, from its fields.)
         object.__setattr__(command, "__pydantic_private__", {_UNVALIDATED: True})
         return command
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+_NESTING = (dict, list)  # what unwrapping may change; any other value is returned as it is
 _AVRO_TYPES = frozenset({"null", "boolean", "int", "long", "float", "double", "bytes", "string", "array", "map"})
 
 
@@ -23,7 +24,7 @@ def unwrap_avro_json(value: Any) -> Any:
             (key, inner), = value.items()
             if key in _AVRO_TYPES or "." in key:
                 return unwrap_avro_json(inner)
-        return {k: unwrap_avro_json(v) for k, v in value.items()}
+        return {k: unwrap_avro_json(v) if isinstance(v, _NESTING) else v for k, v in value.items()}
     if isinstance(value, list):
-        return [unwrap_avro_json(v) for v in value]
+        return [unwrap_avro_json(v) if isinstance(v, _NESTING) else v for v in value]
     return value
