@@ -93,7 +93,7 @@ def change_event(
     raw_ids = header.get("recordIds")
     if not isinstance(raw_ids, list) or not raw_ids:
         raise InvalidChangeEvent("recordIds is missing or empty")
-    ids = tuple(str(i) if is_wildcard(str(i)) or str(i) == OVERFLOW_ID else normalize_id(str(i)) for i in raw_ids)
+    ids = tuple(_record_id(str(i)) for i in raw_ids)
     for required in ("entityName", "transactionKey", "commitTimestamp"):
         if header.get(required) in (None, ""):
             raise InvalidChangeEvent(f"ChangeEventHeader.{required} is missing")
@@ -114,6 +114,10 @@ def change_event(
         schema_id=str(schema_id) if schema_id is not None else None,
         fields=fields,
     )
+
+
+def _record_id(text: str) -> str:
+    return text if is_wildcard(text) or text == OVERFLOW_ID else normalize_id(text)
 
 
 def to_ms(value: Any) -> int:

@@ -32,12 +32,14 @@ def pubsub_event(
 ) -> ChangeEvent:
     """Pub/Sub semantics: every field present; null = unchanged OR nulled, only the header lists decide."""
     header = header_of(record)
-    lists = [tuple(str(e) for e in header.get(name) or ()) for name in _LISTS]
+    lists = [tuple(map(str, header.get(name) or ())) for name in _LISTS]
+    bitmaps = [bool(entries) and bitmap.is_bitmap(entries) for entries in lists]
     layout = None
-    if any(bitmap.is_bitmap(entries) for entries in lists):
+    if any(bitmaps):
         writer = schema()
         layout = writer.layout if writer else layout_from_keys(record)
-    changed, nulled_list, diff_list = (field_names(entries, layout) for entries in lists)
+    changed, nulled_list, diff_list = (_decoded(entries, layout) if is_bitmap else list(entries)
+                                       for entries, is_bitmap in zip(lists, bitmaps, strict=True))
     change_type = change_type_of(header)
     if change_type is ChangeType.UPDATE:
         body = {k: v for k, v in record.items() if k not in SYSTEM_KEYS}
@@ -50,12 +52,14 @@ def pubsub_event(
 
 
 def field_names(entries: Sequence[Any], layout: bitmap.FieldLayout | None) -> list[str]:
-    strings = tuple(str(e) for e in entries)
-    if not bitmap.is_bitmap(strings):
-        return list(strings)
+    strings = tuple(map(str, entries))
+    return _decoded(strings, layout) if bitmap.is_bitmap(strings) else list(strings)
+
+
+def _decoded(entries: tuple[str, ...], layout: bitmap.FieldLayout | None) -> list[str]:
     if layout is None:
         raise InvalidChangeEvent("bitmap fields without a writer schema to decode them against")
-    return layout.decode(strings)
+    return layout.decode(entries)
 
 
 def layout_from_keys(record: Mapping[str, Any]) -> bitmap.FieldLayout:
