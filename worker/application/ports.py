@@ -88,6 +88,12 @@ class EventStore(Protocol):
         """The current version of each stream (absent streams are left out): one cheap query."""
         ...
 
+    def versions_and_streams(
+        self, known: Collection[str], missing: Collection[str]
+    ) -> tuple[dict[str, int], dict[str, LoadedStream]]:
+        """`stream_versions(known)` and `load_streams(missing)` at once (one round trip where the store can)."""
+        ...
+
     def commit(self, changes: BatchChanges) -> None:
         """Write everything atomically; raise ConcurrencyConflict when a (stream, version) is taken."""
         ...

@@ -167,18 +167,26 @@ class ClientBatch:
         self.snapshot_hits = 0
 
     def preload(self, client_ids: Iterable[str]) -> None:
+        """Every aggregate the batch needs, in one round trip to the store: those the cache kept (another writer, a
+        resync elsewhere or a rebalance, may have moved a stream on: their versions are checked in the same trip,
+        and a stale one is reloaded) and those it did not."""
         missing = {cid for cid in client_ids if cid not in self._clients}
-        if self._cache is not None and missing:
-            cached = self._cache.take(missing)
-            if cached:  # another writer (a resync elsewhere, a rebalance) may have moved a stream on: drop those
-                current = self._store.stream_versions(list(cached))
-                cached = {cid: a for cid, a in cached.items() if current.get(cid, 0) == a.version}
-            self._clients.update(cached)
-            self._loaded_versions.update({cid: a.version for cid, a in cached.items()})
-            missing -= cached.keys()
         if not missing:
             return
-        loaded = self._store.load_streams(missing)
+        cached = self._cache.take(missing) if self._cache is not None else {}
+        missing -= cached.keys()
+        if cached:
+            current, loaded = self._store.versions_and_streams(list(cached), missing)
+            stale = {cid for cid, a in cached.items() if current.get(cid, 0) != a.version}
+            if stale:
+                loaded.update(self._store.load_streams(stale))
+                missing |= stale
+            self._clients.update((cid, a) for cid, a in cached.items() if cid not in stale)
+            self._loaded_versions.update({cid: a.version for cid, a in cached.items() if cid not in stale})
+        elif missing:
+            loaded = self._store.load_streams(missing)
+        else:
+            return
         for cid in missing:
             self._clients[cid] = self._rehydrate(cid, loaded.get(cid))
             self._loaded_versions[cid] = self._clients[cid].version

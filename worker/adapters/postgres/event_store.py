@@ -35,6 +35,7 @@ FROM events e LEFT JOIN latest s USING (stream_id)
 WHERE e.stream_id = ANY(%(ids)s) AND e.version > COALESCE(s.version, 0)
 ORDER BY 1, 2, 3 NULLS FIRST
 """
+_VERSIONS = "SELECT stream_id, max(version) FROM events WHERE stream_id = ANY(%s) GROUP BY stream_id"
 _COPY_EVENTS = (
     "COPY events (stream_id, version, event_id, event_type, schema_version, payload, metadata, batch_id) FROM STDIN"
 )
@@ -122,10 +123,27 @@ class PostgresEventStore:
         return pooled(self._pool)
 
     def load_streams(self, stream_ids: Collection[str]) -> dict[str, LoadedStream]:
-        snapshots: dict[str, tuple[int, Any, int | None]] = {}
-        events: dict[str, list[StoredEvent]] = {}
         with self._conn() as conn:
             rows = conn.execute(_LOAD, {"ids": list(stream_ids), "snapshot_schema": self._snapshot_schema}).fetchall()
+        return self._loaded(rows)
+
+    def versions_and_streams(
+        self, known: Collection[str], missing: Collection[str]
+    ) -> tuple[dict[str, int], dict[str, LoadedStream]]:
+        """Both queries in one pipeline: one round trip (and one connection check) instead of two."""
+        with self._conn() as conn:
+            with conn.pipeline():
+                versions = conn.execute(_VERSIONS, (list(known),))
+                loading = (conn.execute(_LOAD, {"ids": list(missing), "snapshot_schema": self._snapshot_schema})
+                           if missing else None)
+            current = {stream_id: int(version) for stream_id, version in versions.fetchall()}
+            rows = loading.fetchall() if loading is not None else []
+        return current, self._loaded(rows)
+
+    @staticmethod
+    def _loaded(rows: list[Any]) -> dict[str, LoadedStream]:
+        snapshots: dict[str, tuple[int, Any, int | None]] = {}
+        events: dict[str, list[StoredEvent]] = {}
         for stream_id, version, event_type, schema_version, body, metadata, position in rows:
             if event_type is None:
                 snapshots[stream_id] = (version, body, schema_version)
@@ -141,10 +159,7 @@ class PostgresEventStore:
 
     def stream_versions(self, stream_ids: Collection[str]) -> dict[str, int]:
         with self._conn() as conn:
-            rows = conn.execute(
-                "SELECT stream_id, max(version) FROM events WHERE stream_id = ANY(%s) GROUP BY stream_id",
-                (list(stream_ids),),
-            ).fetchall()
+            rows = conn.execute(_VERSIONS, (list(stream_ids),)).fetchall()
         return {stream_id: int(version) for stream_id, version in rows}
 
     def commit(self, changes: BatchChanges) -> None:
