@@ -61,8 +61,6 @@ class KafkaSettings(_Section):
         default=4096, ge=1024, description="librdkafka queued.max.messages.kbytes: prefetch memory per consumer"
         " (4 MiB: seconds of work for a 500-message batch; more is resident memory, not speed)."
     )
-    decode_ahead: bool = Field(
-        default=True, description="ingest decodes the next batch in a background thread while one commits")
     session_timeout_ms: int = Field(default=45_000, ge=1000)
     max_poll_interval_ms: int = Field(default=300_000, ge=1000)
     cdc_format: str = Field(

@@ -62,11 +62,6 @@ class _Item:
     commands: list[Command]
     failure: DeadLetter | None = None
     client_ids: tuple[str, ...] = ()
-    skipped: str | None = None  # why the message asks for nothing (another entity, an echo...)
-
-
-# A batch decoded ahead of its turn (`IngestProcessor.decode_ahead`): its items by message coordinates.
-DecodedAhead = dict[Coordinates, _Item]
 
 
 class IngestProcessor:
@@ -94,38 +89,23 @@ class IngestProcessor:
         self._conflict_retries = conflict_retries
         self._settled: dict[Coordinates, list[DeadLetter]] = {}
 
-    def decode_ahead(self, messages: Sequence[KafkaMessage]) -> DecodedAhead | None:
-        """Step 2 for a batch ahead of its turn (the consumer loop runs it in a background thread while the
-        previous batch commits). Decoding is pure, so its result stands for every attempt of the batch. None when
-        a message fails other than as poison (a schema fetch, a bug): the batch's attempt decodes again, where
-        retries and stops happen."""
-        try:
-            return {_coordinates(m): self._decode_one(m) for m in messages}
-        except Exception:
-            return None
-
-    def process(self, messages: Sequence[KafkaMessage], ahead: DecodedAhead | None = None) -> BatchOutcome:
+    def process(self, messages: Sequence[KafkaMessage]) -> BatchOutcome:
         outcome = BatchOutcome(messages=len(messages))
         keys = {_coordinates(m) for m in messages}
         self._settled = {key: letters for key, letters in self._settled.items() if key in keys}
         items = []
         for message in messages:
-            key = _coordinates(message)
-            settled = self._settled.get(key)
+            settled = self._settled.get(_coordinates(message))
             if settled is not None:  # committed by an earlier attempt of this batch
                 outcome.dead_letters += settled
                 continue
             # 2. decode: parse + translate; what cannot be decoded is poison.
-            item = ahead.get(key) if ahead is not None else None
-            item = item if item is not None else self._decode_one(message)
-            if item.skipped:
-                outcome.skipped[item.skipped] += 1
-            items.append(item)
+            items.append(self._decode_one(message, outcome))
         # 3-4. decide and commit; a value the store refuses splits the batch until the message is isolated.
         self._apply(items, outcome)
         return outcome
 
-    def _decode_one(self, message: KafkaMessage) -> _Item:
+    def _decode_one(self, message: KafkaMessage, outcome: BatchOutcome) -> _Item:
         try:
             result = self._decode(message)
         except BaseException as exc:
@@ -134,7 +114,9 @@ class IngestProcessor:
             stage = self._decode_stage(exc)
             log.warning("%s: %s failed: %s", where(message), stage, exc)
             return _Item(message, [], DeadLetter(message, stage, exc), tuple(getattr(exc, "client_ids", ())))
-        return _Item(message, list(result.commands), skipped=result.skipped)
+        if result.skipped:
+            outcome.skipped[result.skipped] += 1
+        return _Item(message, list(result.commands))
 
     def _decode_stage(self, exc: BaseException) -> Stage:
         if isinstance(exc, self._parse_errors):

@@ -6,8 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Protocol
 
 from confluent_kafka import Message
 
@@ -27,27 +26,19 @@ class Outcome(Protocol):
 
 
 class ConsumerLoop:
-    """Runs one consumer role: ``handle`` turns a batch into effects (committed) and dead letters.
-
-    With ``prepare`` (ingest's decoding), batches are pipelined: the next batch is taken from what the consumer
-    has already fetched (no wait) and prepared in a background thread while this one is decided and committed,
-    so its CPU work overlaps the waits on PostgreSQL and the broker. ``handle(batch, prepared)`` then receives
-    what ``prepare`` returned (None: prepare again). A batch is still handled, its dead letters confirmed and its
-    offsets committed, strictly before the next one is handled; messages of partitions revoked while their batch
-    waited its turn are left to the partition's next owner."""
+    """Runs one consumer role: ``handle`` turns a batch into effects (committed) and dead letters."""
 
     def __init__(
         self,
         name: str,
         consumer: BatchConsumer,
-        handle: Callable[..., Outcome],
+        handle: Callable[[Sequence[Message]], Outcome],
         dlq: DeadLetterPublisher,
         kafka: KafkaSettings,
         control: RoleControl,
         *,
         background: Callable[[], int] | None = None,
         on_batch: Callable[[Sequence[Message], Outcome], None] | None = None,
-        prepare: Callable[[Sequence[Message]], Any] | None = None,
     ) -> None:
         self.name = name
         self._consumer = consumer
@@ -61,44 +52,26 @@ class ConsumerLoop:
         self._background = background
         self._on_batch = on_batch
         self._paused = False
-        self._prepare = prepare
-        self._ahead = ThreadPoolExecutor(1, thread_name_prefix=f"{name}-prepare") if prepare else None
 
     def run(self) -> int:
         """Until stopped (exit 0) or a bug or misconfiguration (exit 1, nothing committed past it)."""
         batch: Sequence[Message] = ()
-        pending: tuple[Sequence[Message], Future[Any] | None] | None = None
         try:
             while not self._stopper.stopping:
                 self._heartbeat()
-                # 1. consume a batch (while one waits its turn: only what has already arrived)
-                fetched = self._consumer.consume(self._kafka.batch_size,
-                                                 0.0 if pending else self._kafka.batch_timeout_s)
-                if fetched or not self._consumer.joined:  # idle time counts once the group has let us in
+                # 1. consume a batch
+                batch = self._consumer.consume(self._kafka.batch_size, self._kafka.batch_timeout_s)
+                if batch or not self._consumer.joined:  # idle time counts once the group has let us in
                     self._idle.busy()
-                ahead = None
-                if fetched and self._ahead is not None and self._prepare is not None:
-                    ahead = self._ahead.submit(self._prepare, fetched)
-                if pending is not None:
-                    batch, prepared = pending
-                    pending = None
-                    self._run_batch(batch, prepared)
-                if fetched and self._ahead is not None:
-                    pending, batch = (fetched, ahead), ()
-                elif fetched:
-                    batch = fetched
-                    self._run_batch(batch, None)
-                batch = ()
+                if batch:
+                    self._run_batch(batch)
+                    batch = ()
                 worked = self._background() if self._background else 0
                 if worked:
                     self._idle.busy()
-                if (not fetched and pending is None and not worked and self._idle.expired()
-                        and not self._consumer.uncommitted):
+                if not batch and not worked and self._idle.expired() and not self._consumer.uncommitted:
                     log.info("%s: idle, stopping", self.name)
                     break
-            if pending is not None:  # consumed before the stop: finish it, as a batch under way is finished
-                batch = pending[0]
-                self._run_batch(*pending)
         except StopRequested:
             log.info("%s: stopped while retrying; the batch is not committed and will be redelivered", self.name)
         except Exception as exc:
@@ -107,27 +80,13 @@ class ConsumerLoop:
             span = f"{where(batch[0])}..{where(batch[-1])}" if batch else "(no batch)"
             return stopped_by(self.name, exc, span)
         finally:
-            if self._ahead is not None:
-                self._ahead.shutdown(wait=True, cancel_futures=True)
             self._consumer.close()
         return 0
 
-    def _run_batch(self, batch: Sequence[Message], ahead: Future[Any] | None) -> None:
-        if ahead is not None:
-            owned = self._consumer.assignment
-            kept = [m for m in batch if (m.topic(), m.partition()) in owned]
-            if len(kept) < len(batch):  # revoked while waiting its turn: the next owner reads them
-                log.info("%s: %d message(s) of revoked partitions left to their next owner", self.name,
-                         len(batch) - len(kept))
-                batch = kept
-                if not batch:
-                    ahead.cancel()
-                    return
-        prepared = _result(ahead)
-
+    def _run_batch(self, batch: Sequence[Message]) -> None:
         def attempt() -> Outcome:
             # 2-4. decode, decide, commit the database transaction
-            outcome = self._handle(batch) if self._prepare is None else self._handle(batch, prepared)
+            outcome = self._handle(batch)
             # 5. dead letters confirmed before any offset moves
             for letter in outcome.dead_letters:
                 self._dlq.publish(letter)
@@ -160,14 +119,3 @@ class ConsumerLoop:
             stray = self._consumer.consume(100, min(left, 1.0))
             if stray:  # prefetched before the pause: deliver them again later
                 self._consumer.seek_to(stray)
-
-
-def _result(ahead: Future[Any] | None) -> Any:
-    """What ``prepare`` returned for a batch, or None (not prepared, or it failed: the attempt prepares again)."""
-    if ahead is None:
-        return None
-    try:
-        return ahead.result()
-    except Exception as exc:
-        log.debug("preparing ahead failed (%s): prepared again in the batch's attempt", exc)
-        return None

@@ -179,29 +179,3 @@ def test_the_loop_retrying_a_batch_whose_dead_letter_was_not_delivered_publishes
     assert [(letter.message.offset(), letter.stage) for letter in dlq.delivered] == [(1, Stage.HANDLE)]
     assert consumer.committed == [[1, 2]]
     assert store.kinds(A) == ["ClientRegistered", "ClientMarkedForResync"]
-
-
-def test_a_batch_decoded_ahead_is_applied_exactly_as_one_decoded_in_its_turn() -> None:
-    f = CdcFactory()
-    batch = [f.create(A), f.update(A, Phone="1"), (b"k", b"\x07garbage"), f.create(B, NumberOfEmployees="x"),
-             f.update(C, Phone="never registered")]
-    stores = MemoryStore(), MemoryStore()
-    plain = processor(stores[0]).process(messages(*batch))
-    ahead_processor = processor(stores[1])
-    ahead = ahead_processor.decode_ahead(messages(*batch))
-    assert ahead is not None and len(ahead) == len(batch)
-    prepared = ahead_processor.process(messages(*batch), ahead)
-    assert [(e.stream_id, e.event_type, e.payload) for e in stores[0].events] == \
-        [(e.stream_id, e.event_type, e.payload) for e in stores[1].events]
-    assert [(d.stage, type(d.error)) for d in plain.dead_letters] == \
-        [(d.stage, type(d.error)) for d in prepared.dead_letters]
-    assert (plain.events, plain.skipped, plain.commands) == (prepared.events, prepared.skipped, prepared.commands)
-
-
-def test_decoding_ahead_gives_up_on_a_fault_that_is_not_poison_so_the_batch_attempt_meets_it() -> None:
-    def schema_registry_down(_message: object) -> object:
-        raise ConnectionError("schema registry unreachable")
-
-    p = processor(MemoryStore())
-    p._decode = schema_registry_down  # type: ignore[assignment]
-    assert p.decode_ahead(messages(CdcFactory().create(A))) is None

@@ -110,16 +110,13 @@ class BatchConsumer:
     def consume(self, max_messages: int, timeout_s: float) -> list[Message]:
         """A batch of good messages, returned as soon as what has arrived is drained or the first message has
         waited `linger_s` (librdkafka's consume() waits for a full batch or the timeout: up to `timeout_s` of
-        latency at low rates); broker-level errors are raised (fatal) or logged (transient). A timeout of 0 takes
-        what has already arrived, without waiting."""
+        latency at low rates); broker-level errors are raised (fatal) or logged (transient)."""
         client = self._client()
         if self._refused:
             self._recommit()
         deadline = time.monotonic() + timeout_s
         polled: list[Message] = []
-        if timeout_s <= 0:  # only what has already arrived, without waiting
-            polled = client.consume(max_messages, 0)
-        while timeout_s > 0 and len(polled) < max_messages:
+        while len(polled) < max_messages:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
