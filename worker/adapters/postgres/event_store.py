@@ -174,31 +174,37 @@ class PostgresEventStore:
 
     @staticmethod
     def _write(conn: psycopg.Connection[Any], changes: BatchChanges) -> None:
+        """Five round trips for a batch with events: the pool's check (skipped for a connection just used), BEGIN
+        with the batch row, the COPY, everything else pipelined, COMMIT."""
         with conn.cursor() as cur:
+            batch_id = None
             if changes.events:
                 shared, rows = compact_metadata(changes.events)
-                cur.execute(_NEW_BATCH, (_json(shared),))
-                batch_id = cur.fetchone()[0]  # type: ignore[index]
+                with conn.pipeline():
+                    cur.execute(_NEW_BATCH, (_json(shared),))
+                    batch_id = cur.fetchone()[0]  # type: ignore[index]
                 with cur.copy(_COPY_EVENTS) as copy:
                     copy.write("".join(_copy_line(e, own, batch_id) for e, own in zip(changes.events, rows,
                                                                                        strict=True)))
-                cur.execute(_FILL_OUTBOX, (batch_id,))
-                cur.execute(_NOTIFY)
-            if changes.snapshots:
-                cur.executemany(
-                    _INSERT_SNAPSHOT,
-                    [(s.stream_id, s.version, s.schema_version, Jsonb(s.state)) for s in changes.snapshots],
-                )
-            if changes.resync_requested:
-                cur.executemany(_REQUEST_RESYNC, list(changes.resync_requested.items()))
-            if changes.resync_done:
-                done = list(changes.resync_done.items())
-                cur.executemany(_RESYNC_DONE, done)
-                cur.executemany(_RESYNC_RENEWED, done)
-            if changes.full_resync_requested:
-                cur.execute(FULL_RESYNC_LOCK)
-                cur.executemany(REQUEST_FULL_RESYNC, changes.full_resync_requested)
-            if changes.scan_progress is not None:
+            with conn.pipeline():
+                if batch_id is not None:
+                    cur.execute(_FILL_OUTBOX, (batch_id,))
+                    cur.execute(_NOTIFY)
+                if changes.snapshots:
+                    cur.executemany(
+                        _INSERT_SNAPSHOT,
+                        [(s.stream_id, s.version, s.schema_version, Jsonb(s.state)) for s in changes.snapshots],
+                    )
+                if changes.resync_requested:
+                    cur.executemany(_REQUEST_RESYNC, list(changes.resync_requested.items()))
+                if changes.resync_done:
+                    done = list(changes.resync_done.items())
+                    cur.executemany(_RESYNC_DONE, done)
+                    cur.executemany(_RESYNC_RENEWED, done)
+                if changes.full_resync_requested:
+                    cur.execute(FULL_RESYNC_LOCK)
+                    cur.executemany(REQUEST_FULL_RESYNC, changes.full_resync_requested)
+            if changes.scan_progress is not None:  # its row count is checked: not pipelined
                 _write_scan_progress(cur, changes.scan_progress)
 
     def settled_position(self) -> int:
