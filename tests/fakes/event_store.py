@@ -47,14 +47,14 @@ class MemoryStore:
                 out[sid] = LoadedStream(sid, state, version, later)
         return out
 
-    def stream_versions(self, stream_ids: Collection[str]) -> dict[str, int]:
+    def _versions(self, stream_ids: Collection[str]) -> dict[str, int]:
         return {sid: max(e.version for e in self.events if e.stream_id == sid)
                 for sid in stream_ids if any(e.stream_id == sid for e in self.events)}
 
     def versions_and_streams(
         self, known: Collection[str], missing: Collection[str]
     ) -> tuple[dict[str, int], dict[str, LoadedStream]]:
-        return self.stream_versions(known), self.load_streams(missing) if missing else {}
+        return self._versions(known), self.load_streams(missing) if missing else {}
 
     def commit(self, changes: BatchChanges) -> None:
         if self.fail_next:

@@ -84,14 +84,11 @@ class EventStore(Protocol):
         """Latest snapshot + later events of each stream (absent streams are left out)."""
         ...
 
-    def stream_versions(self, stream_ids: Collection[str]) -> dict[str, int]:
-        """The current version of each stream (absent streams are left out): one cheap query."""
-        ...
-
     def versions_and_streams(
         self, known: Collection[str], missing: Collection[str]
     ) -> tuple[dict[str, int], dict[str, LoadedStream]]:
-        """`stream_versions(known)` and `load_streams(missing)` at once (one round trip where the store can)."""
+        """The current version of each ``known`` stream and `load_streams(missing)`, at once (one round trip where
+        the store can); absent streams are left out of both."""
         ...
 
     def commit(self, changes: BatchChanges) -> None:

@@ -157,11 +157,6 @@ class PostgresEventStore:
             loaded[stream_id] = LoadedStream(stream_id, state, snap_version, events.get(stream_id, []), snap_schema)
         return loaded
 
-    def stream_versions(self, stream_ids: Collection[str]) -> dict[str, int]:
-        with self._conn() as conn:
-            rows = conn.execute(_VERSIONS, (list(stream_ids),)).fetchall()
-        return {stream_id: int(version) for stream_id, version in rows}
-
     def commit(self, changes: BatchChanges) -> None:
         """One consumed batch's writes: events + outbox + snapshots + resync queue, atomically."""
         if not changes:
