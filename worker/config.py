@@ -61,6 +61,14 @@ class KafkaSettings(_Section):
         default=4096, ge=1024, description="librdkafka queued.max.messages.kbytes: prefetch memory per consumer"
         " (4 MiB: seconds of work for a 500-message batch; more is resident memory, not speed)."
     )
+    # A caught-up consumer otherwise sends a fetch for every few records the producers add (librdkafka: 1 byte,
+    # 500 ms): hundreds of fetches per second per consumer, broker CPU taken from the roles on a small host.
+    fetch_min_bytes: int = Field(
+        default=65_536, ge=1, le=100_000_000, description="librdkafka fetch.min.bytes: the broker holds a fetch until"
+        " this much has arrived or fetch_wait_max_ms has passed (a backlog fills it at once)")
+    fetch_wait_max_ms: int = Field(
+        default=100, ge=0, le=300_000, description="librdkafka fetch.wait.max.ms: the longest the broker holds a"
+        " fetch for fetch_min_bytes (the latency a quiet topic adds per hop)")
     session_timeout_ms: int = Field(default=45_000, ge=1000)
     max_poll_interval_ms: int = Field(default=300_000, ge=1000)
     cdc_format: str = Field(

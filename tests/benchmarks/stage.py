@@ -11,9 +11,11 @@ offsets are committed, or after the outbox rows are marked) close each batch; se
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
+import resource
 import sys
 import threading
 import time
@@ -372,6 +374,20 @@ ROLES: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
 }
 
 
+class _CollectorTime:
+    """gc.callbacks hook: the time the garbage collector took, and how many full (oldest generation) passes."""
+
+    def __init__(self) -> None:
+        self.seconds, self.full, self._started = 0.0, 0, 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.seconds += time.perf_counter() - self._started
+            self.full += info.get("generation") == 2
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 3 or argv[1] not in ROLES:
         print(f"usage: python -m tests.benchmarks.stage {{{','.join(ROLES)}}} CONFIG.json", file=sys.stderr)
@@ -381,8 +397,14 @@ def main(argv: list[str]) -> int:
         del os.environ[key]  # the config file is the only source of settings
     logging.basicConfig(level=cfg.get("log_level", "WARNING"),
                         format="%(asctime)s %(threadName)s %(name)s %(levelname)s %(message)s")
+    collector = _CollectorTime()
+    gc.callbacks.append(collector)
     result = ROLES[argv[1]](cfg)
+    gc.callbacks.remove(collector)
+    result["gc_s"], result["gc_full"] = collector.seconds, collector.full
     result["rss_mb"] = peak_rss_mb()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    result["cpu_s"] = usage.ru_utime + usage.ru_stime  # the whole process, start-up included
     Path(cfg["result"]).write_text(json.dumps(result), encoding="utf-8")
     return int(result.get("code", 0))
 

@@ -89,3 +89,13 @@ def test_a_running_role_collects_garbage_less_often_and_sets_start_up_objects_as
     finally:
         gc.unfreeze()
         gc.set_threshold(*before)
+
+
+def test_the_fetch_settings_reach_every_consumer_and_a_zero_minimum_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from worker.adapters.kafka.consumer import consumer_config
+
+    monkeypatch.setenv("WORKER_KAFKA__FETCH_MIN_BYTES", "1")
+    monkeypatch.setenv("WORKER_KAFKA__FETCH_WAIT_MAX_MS", "20")
+    conf = consumer_config(load_settings().kafka, "g")
+    assert (conf["fetch.min.bytes"], conf["fetch.wait.max.ms"]) == (1, 20)
+    assert "WORKER_KAFKA__FETCH_MIN_BYTES" in fails_with(monkeypatch, {"WORKER_KAFKA__FETCH_MIN_BYTES": "0"})

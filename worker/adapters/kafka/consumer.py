@@ -34,6 +34,8 @@ def consumer_config(kafka: KafkaSettings, group_id: str, **extra: Any) -> dict[s
         # once that queue is full, librdkafka waits this long before fetching again (1 s by default: a small queue
         # would then run dry between fetches)
         "fetch.queue.backoff.ms": 50,
+        "fetch.wait.max.ms": kafka.fetch_wait_max_ms,
+        "fetch.min.bytes": kafka.fetch_min_bytes,
     }
     if kafka.group_instance_id:
         conf["group.instance.id"] = kafka.group_instance_id
