@@ -48,7 +48,9 @@ def feed(client: ClientAggregate, change: tuple[str, ChangeRef, Any]) -> list[An
         else:
             events = client.mark_for_resync("gap", ref)
     except ForbiddenStatusTransition:
-        return []
+        # as ingest does: the change is dead-lettered and its client marked for resync (a refused change is not
+        # remembered as seen, so without the mark its redelivery could apply once the state has moved on)
+        events = client.mark_for_resync("refused", None)
     for event in events:
         client.apply(event)
     return list(events)
