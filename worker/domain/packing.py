@@ -1,5 +1,6 @@
-"""The packed form of a ClientAggregate: its whole state as one bytes object (~0.6 KB where the objects take ~3 KB),
-for a cache that keeps many aggregates between batches. `unpack(client_id, pack(a))` behaves exactly as ``a``.
+"""The packed form of a ClientAggregate: its whole state as one bytes object (~0.65 KB for a client of the benchmark,
+whose objects take ~3.3 KB), for a cache that keeps many aggregates between batches. `unpack(client_id, pack(a))`
+behaves exactly as ``a``: every attribute of the same value and type, the same snapshot, the same decisions.
 
 In-process only: the bytes are a `marshal` image of a flat tuple, whose format belongs to the running interpreter,
 so they are never stored or sent (a snapshot is the durable form). The client id is not in them: the holder keys
@@ -35,7 +36,7 @@ def pack(client: ClientAggregate) -> bytes | None:
     details = client.details
     if not _SCALARS.issuperset(map(type, details.extra.values())):
         return None  # marshal would write a list's items as they are, but a bytearray as bytes: not exact
-    base = client.last_commit_ts_ms or 0  # field positions are written relative to it: 5 bytes instead of 11
+    base = _base(client.last_commit_ts_ms)  # field positions are written relative to it: 5 bytes instead of 11
     as_of = client.fields_as_of
     state: tuple[Any, ...] = (
         client.version,
@@ -65,7 +66,7 @@ def unpack(client_id: str, data: bytes) -> ClientAggregate:
     """The aggregate ``data`` (from `pack`) holds, as ``client_id``."""
     (version, registered, deleted, needs_resync, status, reason, last_ts, last_number, resynced, as_of_ts,
      as_of_number, recent, positions, extra, plain, address) = marshal.loads(data)
-    base = last_ts or 0
+    base = _base(last_ts)
     client: ClientAggregate = object.__new__(ClientAggregate)
     client.client_id = client_id
     client.version = version
@@ -82,6 +83,11 @@ def unpack(client_id: str, data: bytes) -> ClientAggregate:
     client._field_positions = None if positions is None else _positions(positions, base)
     client.details = _new_details(*plain, _new_address(*address), extra)
     return client
+
+
+def _base(last_commit_ts_ms: int | None) -> int:
+    """An int, so that ``(ts - base) + base`` gives ``ts`` back exactly (positions are ints)."""
+    return last_commit_ts_ms if type(last_commit_ts_ms) is int else 0
 
 
 def _positions_form(positions: dict[str, Position], base: int) -> tuple[Any, ...]:
