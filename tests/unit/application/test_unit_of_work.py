@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import json
+import tracemalloc
 from collections.abc import Collection
 from typing import Any
 
@@ -12,9 +15,15 @@ from tests.harness import change_phone, register
 from worker.application.bus import CommandBus, default_middleware
 from worker.application.handlers import HandlerContext
 from worker.application.ports import LoadedStream, StoredEvent
-from worker.application.unit_of_work import SNAPSHOT_SCHEMA_VERSION, AggregateCache, ClientBatch, UnreadableSnapshot
+from worker.application.unit_of_work import (
+    SNAPSHOT_SCHEMA_VERSION,
+    AggregateCache,
+    ClientBatch,
+    UnreadableSnapshot,
+    deep_size,
+)
 from worker.application.upcasting import Upcasters
-from worker.domain import StatusRule
+from worker.domain import ClientAggregate, StatusRule
 
 A = "001000000000001AAA"
 
@@ -79,17 +88,26 @@ def cached_run(store: MemoryStore, cache: AggregateCache, commands: list[Any]) -
     return batch
 
 
-def test_a_committed_batch_leaves_its_aggregates_cached_and_the_next_batch_loads_nothing() -> None:
-    store, cache = MemoryStore(), AggregateCache(10)
+# A budget (838 bytes) no aggregate of these tests fits in as objects (>= 944 bytes) and three fit in packed (~280
+# bytes each): the cache keeps every one packed.
+PACKING_MIB = 0.0008
+caches = pytest.mark.parametrize("mib", [0, PACKING_MIB], ids=["objects", "packed"])
+
+
+@caches
+def test_a_committed_batch_leaves_its_aggregates_cached_and_the_next_batch_loads_nothing(mib: float) -> None:
+    store, cache = MemoryStore(), AggregateCache(10, mib)
     cached_run(store, cache, [register(A), change_phone(A, "1")])
     batch = cached_run(store, cache, [change_phone(A, "2")])
     assert batch.events_replayed == 0 and cache.hits == 1
     assert [e.version for e in store.events] == [1, 2, 3] and batch.get(A).details.phone == "2"
 
 
-def test_a_failed_batch_gives_nothing_back_and_a_stream_moved_on_elsewhere_is_reloaded() -> None:
-    store, cache = MemoryStore(), AggregateCache(10)
+@caches
+def test_a_failed_batch_gives_nothing_back_and_a_stream_moved_on_elsewhere_is_reloaded(mib: float) -> None:
+    store, cache = MemoryStore(), AggregateCache(10, mib)
     cached_run(store, cache, [register(A)])
+    assert cache.packed == (1 if mib else 0)
     batch = ClientBatch(store, snapshot_interval=1000, worker_version="test", cache=cache)
     CommandBus(middleware=default_middleware()).handle(change_phone(A, "lost"), HandlerContext(batch, StatusRule()))
     assert len(cache) == 0  # taken by the batch, which never commits: nothing half-applied stays cached
@@ -98,15 +116,16 @@ def test_a_failed_batch_gives_nothing_back_and_a_stream_moved_on_elsewhere_is_re
 
     other = MemoryStore()  # another writer appends to A behind the cache's back
     other.events = list(store.events)
-    cached_run(other, AggregateCache(10), [change_phone(A, "elsewhere")])
+    cached_run(other, AggregateCache(10, mib), [change_phone(A, "elsewhere")])
     store.events = other.events
     after = cached_run(store, cache, [change_phone(A, "next")])
     assert after.events_replayed == 3  # the stale cached aggregate was dropped and the stream reloaded
     assert [e.version for e in store.events] == [1, 2, 3, 4]
 
 
-def test_the_cache_evicts_the_least_recently_used_beyond_its_capacity() -> None:
-    store, cache = MemoryStore(), AggregateCache(2)
+@caches
+def test_the_cache_evicts_the_least_recently_used_beyond_its_capacity(mib: float) -> None:
+    store, cache = MemoryStore(), AggregateCache(2, mib)
     ids = [f"00100000000000{n}AAA" for n in range(1, 4)]
     for cid in ids:
         cached_run(store, cache, [register(cid)])
@@ -155,26 +174,69 @@ def test_a_snapshot_of_another_schema_version_is_never_read_as_this_one() -> Non
         run(store, [change_phone(A, "last")])
 
 
-def test_the_aggregate_cache_keeps_what_fits_in_its_memory_budget() -> None:
-    store = MemoryStore()
-    batch = ClientBatch(store, snapshot_interval=100, worker_version="test")
-    ids = [f"001{i:015d}" for i in range(200)]
-    batch.preload(ids)
-    aggregates = {cid: batch.get(cid) for cid in ids}
-    cache = AggregateCache(10_000, max_mib=0.1)
+def registered_clients(count: int) -> dict[str, ClientAggregate]:
+    """``count`` registered clients, each with three later changes (every aggregate the same size)."""
+    ids = [f"001{i:015d}" for i in range(count)]
+    batch = cached_run(MemoryStore(), AggregateCache(0), [register(cid) for cid in ids]
+                       + [change_phone(cid, f"+33 1 {n:08d}") for n, cid in enumerate(ids * 3)])
+    return {cid: batch.get(cid) for cid in ids}
+
+
+def test_past_its_memory_budget_the_cache_packs_the_least_recently_used_and_keeps_them_all() -> None:
+    aggregates = registered_clients(200)
+    snapshots = {cid: json.dumps(a.snapshot()) for cid, a in aggregates.items()}
+    cache = AggregateCache(10_000, max_mib=0.1)  # 200 as objects take ~0.3 MiB, packed ~0.06 MiB
     cache.give_back(aggregates)
-    assert 0 < cache.entry_bytes < 10_000
-    assert len(cache) == cache.limit == int(0.1 * 1024 * 1024 / cache.entry_bytes) < 200
+    assert len(cache) == 200 and 0 < cache.packed < 200
+    assert cache.nbytes <= 0.1 * 1024 * 1024
+    assert 1000 < cache.entry_bytes < 4000
+    last = list(aggregates)[-1]
+    assert cache.take([last])[last] is aggregates[last]  # the most recently given back stay objects
+    taken = cache.take(aggregates)
+    assert len(taken) == 199 and len(cache) == 0 and cache.nbytes == 0
+    assert all(json.dumps(a.snapshot()) == snapshots[cid] for cid, a in taken.items())
+
+
+def test_when_even_packed_they_overflow_the_budget_the_least_recently_used_go() -> None:
+    aggregates = registered_clients(200)
+    ids = list(aggregates)
+    cache = AggregateCache(10_000, max_mib=0.01)
+    cache.give_back(aggregates)
+    assert 10 < len(cache) == cache.packed < 200 and cache.nbytes <= 0.01 * 1024 * 1024
+    assert cache.take(ids[:1]) == {}  # the least recently given back went
     assert list(cache.take(ids[-1:])) == ids[-1:]  # the most recently given back stay
 
 
-def test_the_cache_estimate_is_the_memory_an_aggregate_really_takes() -> None:
-    import json
-    import tracemalloc
+def test_an_aggregate_with_no_packed_form_goes_when_it_would_be_packed() -> None:
+    aggregates = registered_clients(3)
+    odd = next(iter(aggregates.values()))
+    odd.details = odd.details.with_changes({"extra.Tags__c": ["a", "b"]})  # a list: marshal has no exact form
+    cache = AggregateCache(10, max_mib=PACKING_MIB)
+    cache.give_back(aggregates)
+    assert odd.client_id not in cache.take([odd.client_id]) and len(cache) == cache.packed == 2
 
-    from worker.application.unit_of_work import deep_size
-    from worker.domain import ClientAggregate
 
+def test_the_cache_estimate_is_the_memory_its_entries_really_take() -> None:
+    """Objects and packed entries together, as tracemalloc sees them once only the cache holds them."""
+    states = [json.dumps(a.snapshot()) for a in registered_clients(300).values()]
+    cache = AggregateCache(10_000, max_mib=0.15)  # ~50 kept as objects, the rest packed
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        copies = [ClientAggregate.from_snapshot(json.loads(state)) for state in states]
+        cache.give_back({copy.client_id: copy for copy in copies})
+        del copies
+        gc.collect()
+        allocated = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert 20 < len(cache) - cache.packed < 100 and len(cache) == 300
+    # tracemalloc counts the bytes asked for, the estimate the blocks handed out (rounded up to 16 bytes)
+    assert allocated <= cache.nbytes <= allocated * 1.15
+
+
+def test_the_estimate_of_an_aggregate_kept_as_objects_is_the_memory_it_really_takes() -> None:
     store = MemoryStore()
     ids = [f"001{i:015d}" for i in range(50)]
     batch = cached_run(store, AggregateCache(0), [register(cid) for cid in ids]
@@ -192,10 +254,11 @@ def test_the_cache_estimate_is_the_memory_an_aggregate_really_takes() -> None:
     assert allocated <= estimated <= allocated * 1.15
 
 
-def test_the_cache_keeps_one_string_for_a_client_id() -> None:
-    store, cache = MemoryStore(), AggregateCache(10)
+@caches
+def test_the_cache_keeps_one_string_for_a_client_id(mib: float) -> None:
+    store, cache = MemoryStore(), AggregateCache(10, mib)
     cached_run(store, cache, [register(A)])
     again = "".join(A)  # an equal string, another object (as a later message decodes it)
     aggregate = cache.take([again])[again]
     cache.give_back({again: aggregate})
-    assert next(iter(cache._entries)) is aggregate.client_id
+    assert next(iter(cache._packed if mib else cache._live)) is aggregate.client_id
