@@ -55,8 +55,9 @@ class KafkaSettings(_Section):
     batch_size: int = Field(default=500, ge=1, le=100_000)
     batch_timeout_s: float = Field(default=0.5, gt=0)
     batch_linger_s: float = Field(
-        default=0.1, ge=0, description="once a batch has its first message, how long it waits for more (latency"
-        " against batch size under a steady feed; a backlog fills a batch at once anyway)")
+        default=0.02, ge=0, description="once a batch has its first message, how long it waits for more (latency"
+        " against batch size under a steady feed; a backlog fills a batch at once anyway, and the broker already"
+        " gathers up to fetch_wait_max_ms of records into each fetch)")
     fetch_queue_kbytes: int = Field(
         default=4096, ge=1024, description="librdkafka queued.max.messages.kbytes: prefetch memory per consumer"
         " (4 MiB: seconds of work for a 500-message batch; more is resident memory, not speed)."

@@ -57,8 +57,8 @@ TRANSIENT_COMMIT_ERRORS = {
 }
 _DRAIN_S = 0.05  # a poll that brings nothing for this long means what had arrived is drained
 # Under a steady feed the queue is never drained: once a batch has its first message it waits at most this much
-# longer for more (a backlog fills a batch at once anyway), so a message waits for its batch ~0.1 s, not timeout_s.
-_LINGER_S = 0.1
+# longer for more (a backlog fills a batch at once anyway), so a message waits for its batch ~linger_s, not timeout_s.
+_LINGER_S = 0.02
 _RECOMMIT_EVERY_S = 0.5
 
 
