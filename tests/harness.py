@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+import warnings
 from collections.abc import Iterable
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from worker.adapters.kafka.admin import create_topics, worker_topics
@@ -31,6 +33,27 @@ def settings_for(env: dict[str, str], **extra: str) -> Settings:
 def create_worker_topics(settings: Settings) -> None:
     outcomes = create_topics(AdminClient(settings.kafka.client_config()), worker_topics(settings.kafka))
     assert all(o.status in ("created", "exists") for o in outcomes), outcomes
+
+
+def delete_prefixed(bootstrap: str, prefix: str, timeout_s: float = 30.0) -> list[str]:
+    """Delete the topics and consumer groups whose names start with ``prefix`` followed by "." or "-" (what
+    a test created under its prefix); return the topics deleted. A failure is reported, never raised: the
+    test itself is over."""
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4})
+    ours = (f"{prefix}.", f"{prefix}-")
+    try:
+        topics = [name for name in admin.list_topics(timeout=timeout_s).topics if name.startswith(ours)]
+        for future in (admin.delete_topics(topics, operation_timeout=timeout_s).values() if topics else ()):
+            future.result(timeout_s)
+        listed = admin.list_consumer_groups(request_timeout=timeout_s).result(timeout_s)
+        groups = [g.group_id for g in listed.valid if g.group_id.startswith(ours)]
+        for future in (admin.delete_consumer_groups(groups, request_timeout=timeout_s).values() if groups else ()):
+            with contextlib.suppress(KafkaException):  # a group still winding down: gone with its last session
+                future.result(timeout_s)
+    except KafkaException as exc:
+        warnings.warn(f"could not delete the topics and groups of {prefix}: {exc}", stacklevel=2)
+        return []
+    return topics
 
 
 def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]],

@@ -8,7 +8,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from worker.adapters.kafka.admin import create_topics, worker_topics
@@ -42,6 +42,33 @@ def test_a_message_produced_through_the_broker_is_consumed_with_its_key_and_head
         assert message.headers() == [("schema_id", b"abc")]
     finally:
         consumer.close()
+
+
+def test_a_tests_topics_and_groups_are_deleted_after_it_and_nobody_elses(kafka_bootstrap: str) -> None:
+    """What `topic_prefix` does once a test is over: left behind, topics pile up in the local broker."""
+    from tests.harness import delete_prefixed
+
+    ours, theirs = f"t{uuid.uuid4().hex[:10]}", f"t{uuid.uuid4().hex[:10]}"
+    names = [f"{ours}.a", f"{ours}-b", f"{ours}x.c", f"{theirs}.d"]  # "{ours}x": another prefix that starts alike
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    create_topics(admin, [spec for name in names for spec in worker_topics(KafkaSettings(cdc_topic=name))[:1]])
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"{ours}-group"})
+    consumer.commit(offsets=[TopicPartition(f"{ours}.a", 0, 0)], asynchronous=False)  # the group now exists
+    consumer.close()
+
+    def groups() -> set[str]:
+        return {g.group_id for g in admin.list_consumer_groups(request_timeout=10).result(10).valid}
+
+    assert f"{ours}-group" in groups()
+    try:
+        assert sorted(delete_prefixed(kafka_bootstrap, ours)) == [f"{ours}-b", f"{ours}.a"]
+        left = set(admin.list_topics(timeout=10).topics)
+        assert f"{ours}.a" not in left and f"{ours}-b" not in left
+        assert {f"{ours}x.c", f"{theirs}.d"} <= left
+        assert f"{ours}-group" not in groups()
+    finally:
+        delete_prefixed(kafka_bootstrap, f"{ours}x")
+        delete_prefixed(kafka_bootstrap, theirs)
 
 
 def test_migrate_twice_leaves_one_applied_set(database_url: str) -> None:

@@ -55,9 +55,8 @@ TRANSIENT_COMMIT_ERRORS = {
     KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.NOT_COORDINATOR, KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
     KafkaError._WAIT_COORD, KafkaError._ALL_BROKERS_DOWN, KafkaError._RETRY, KafkaError.UNSTABLE_OFFSET_COMMIT,
 }
-_DRAIN_S = 0.05  # a poll that brings nothing for this long means what had arrived is drained
-# Under a steady feed the queue is never drained: once a batch has its first message it waits at most this much
-# longer for more (a backlog fills a batch at once anyway), so a message waits for its batch ~linger_s, not timeout_s.
+# A consumer that was idle, once its first message has arrived, waits at most this much longer for more (a backlog
+# fills a batch at once anyway), so a message waits for its batch ~linger_s, not timeout_s.
 _LINGER_S = 0.02
 _RECOMMIT_EVERY_S = 0.5
 
@@ -110,24 +109,22 @@ class BatchConsumer:
         return self._consumer
 
     def consume(self, max_messages: int, timeout_s: float) -> list[Message]:
-        """A batch of good messages, returned as soon as what has arrived is drained or the first message has
-        waited `linger_s` (librdkafka's consume() waits for a full batch or the timeout: up to `timeout_s` of
-        latency at low rates); broker-level errors are raised (fatal) or logged (transient)."""
+        """A batch of good messages; broker-level errors are raised (fatal) or logged (transient).
+
+        librdkafka's consume(n, timeout) returns when it has n messages or the timeout has passed, so asking it for
+        a full batch with any wait makes a partly filled queue wait out that time. Instead: what has already
+        arrived is taken at once (under a steady feed, what came in while the last batch was processed: those
+        messages have waited long enough); only a consumer that found nothing waits, up to `timeout_s`, for
+        the first message, then at most `linger_s` for more, so a quiet topic still gives batches, not single
+        messages."""
         client = self._client()
         if self._refused:
             self._recommit()
-        deadline = time.monotonic() + timeout_s
-        polled: list[Message] = []
-        while len(polled) < max_messages:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            got = client.consume(max_messages - len(polled), min(left, _DRAIN_S))
-            if got and not polled:
-                deadline = min(deadline, time.monotonic() + self._linger_s)
-            polled += got
-            if polled and not got:
-                break
+        polled: list[Message] = client.consume(max_messages, 0)
+        if not polled:
+            polled = client.consume(1, timeout_s)
+            if polled and max_messages > 1:
+                polled += client.consume(max_messages - 1, self._linger_s)
         batch = []
         for message in polled:
             error = message.error()
