@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from contextlib import nullcontext
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,7 +130,10 @@ _PROPAGATOR = TraceContextTextMapPropagator()
 
 
 def _span(message: KafkaMessage, event: ProjectedEvent) -> Any:
-    """The projection of one event, as a child of the span whose context the event's traceparent carries."""
+    """The projection of one event, as a child of the span whose context the event's traceparent carries; with
+    tracing off (no tracer provider set) nothing at all (a no-op span still cost ~11 µs of ~130 per event)."""
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return nullcontext()
     parent = header_dict(message).get("traceparent")
     context = _PROPAGATOR.extract({"traceparent": parent.decode()}) if parent else None
     span = _TRACER.start_as_current_span(f"project {event.event_type}", context=context,
