@@ -67,6 +67,7 @@ KAFKA_LOG4J = KAFKA_DIR / "log4j2.properties"
 KAFKA_FORMATTED = KAFKA_DIR / "formatted-for"  # the controller endpoint the storage was formatted with
 KAFKA_PID = KAFKA_DIR / "kafka.pid"
 KAFKA_OUT = KAFKA_DIR / "kafka.log"  # the JVM's stdout/stderr
+KAFKA_GC_LOG = KAFKA_DIR / "gc.log"  # the broker's garbage-collection pauses (a crowded heap shows here first)
 KAFKA_SERVER_LOG = KAFKA_DIR / "server.log"  # log4j2 (INFO for Kafka, WARN for the rest), rolled at 10 MB x 3
 
 
@@ -172,7 +173,7 @@ def stack_lock() -> Iterator[None]:
 # -- Kafka -------------------------------------------------------------------------------------------------------
 
 
-def java_cmd(*args: str, heap: str = "-Xmx512m") -> list[str]:
+def java_cmd(*args: str, heap: str = "-Xmx512m", gc_log: Path | None = None) -> list[str]:
     java_home = os.environ.get("JAVA_HOME")
     java = str(Path(java_home) / "bin" / "java") if java_home else "java"
     return [
@@ -180,6 +181,7 @@ def java_cmd(*args: str, heap: str = "-Xmx512m") -> list[str]:
         "-Xms64m",
         heap,
         "-XX:+UseSerialGC",
+        *([f"-Xlog:gc:file={gc_log}:time,uptime:filecount=2,filesize=10m"] if gc_log else []),
         "-XX:+ExitOnOutOfMemoryError",
         "-Djava.awt.headless=true",
         f"-Dlog4j2.configurationFile={KAFKA_LOG4J}",
@@ -398,7 +400,7 @@ def kafka_up() -> bool:
         out.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} stack.py starts kafka.Kafka\n".encode())
         out.flush()
         process = subprocess.Popen(
-            java_cmd("kafka.Kafka", str(KAFKA_PROPS)),
+            java_cmd("kafka.Kafka", str(KAFKA_PROPS), gc_log=KAFKA_GC_LOG),
             cwd=KAFKA_DIR,
             stdin=subprocess.DEVNULL,
             stdout=out,

@@ -726,8 +726,23 @@ def environment(cfg: Config) -> dict[str, Any]:
         "postgresql_settings": server_settings(cfg.database_url),
         "cpu_count": os.cpu_count(),
         "kafka_bootstrap": cfg.bootstrap,
+        "kafka_partitions": broker_partitions(cfg.bootstrap),
         "worker_revision": _revision(),
     }
+
+
+# Above this many partitions the local stack's broker (512 MiB heap) kept its heap full: ~0.8 s full GC pauses every
+# few seconds, which the e2e pass then measured (tests used to leave their topics behind).
+CROWDED_BROKER = 2000
+
+
+def broker_partitions(bootstrap: str) -> int | None:
+    """How many partitions the broker holds (topics of earlier runs included), or None when it does not say."""
+    try:
+        topics = AdminClient({"bootstrap.servers": bootstrap, "log_level": 4}).list_topics(timeout=10).topics
+    except Exception:
+        return None
+    return sum(len(t.partitions) for t in topics.values())
 
 
 def _revision() -> str | None:
@@ -758,6 +773,7 @@ def table(report: dict[str, Any]) -> str:
         f" Python {report['env']['python']}, librdkafka {report['env']['librdkafka']},"
         f" PostgreSQL {report['env']['postgresql']}",
         "PostgreSQL settings: " + ", ".join(f"{k}={v}" for k, v in report["env"]["postgresql_settings"].items()),
+        f"Kafka broker: {_num(report['env'].get('kafka_partitions'))} partitions before the run",
         "",
         f"{'stage':<34}{'rate':>12}  {'unit':<22}{'peak RSS MiB':>13}",
         "-" * 81,
@@ -923,6 +939,12 @@ def _run(cfg: Config, res: Resources) -> dict[str, Any]:
     log(f"run {res.run_id}: {env['cpu_count']} CPUs, Python {env['python']}, librdkafka {env['librdkafka']},"
         f" PostgreSQL {env['postgresql']}; stage logs in {res.workdir}")
     log("PostgreSQL settings measured under: " + ", ".join(f"{k}={v}" for k, v in env["postgresql_settings"].items()))
+    partitions = env["kafka_partitions"]
+    log(f"Kafka broker at {cfg.bootstrap}: {partitions if partitions is not None else '?'} partitions before this run")
+    if partitions is not None and partitions > CROWDED_BROKER:
+        log(f"WARNING: the broker holds {partitions:,} partitions (topics left behind by earlier runs?): a small"
+            " broker heap then pauses in garbage collection, and latency figures measure those pauses; delete"
+            " the stale topics (or `make clean` the local stack) for figures of the worker")
     main = throughput_pass(res, "main", cfg.n, naive=True, peer=cfg.peer)
     e2e = e2e_pass(res, main["ingest_per_s"])
     snaps = snapshot_pass(res)
