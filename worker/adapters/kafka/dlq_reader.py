@@ -158,7 +158,7 @@ def read_dead_letters(kafka: KafkaSettings, topic: str, timeout_s: float = 10.0,
         while ends:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{topic}: no record for {timeout_s}s before the end captured at the start")
-            for m in consumer.consume(500, 0.2):  # returns as soon as a record is there, at most after 0.2 s
+            for m in consumer.consume(500, 0.2):  # returns with 500 records or after 0.2 s, whichever is first
                 deadline = time.monotonic() + timeout_s
                 partition, offset = m.partition() or 0, m.offset() or 0
                 if m.error() is not None or partition not in ends:
