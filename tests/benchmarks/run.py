@@ -12,6 +12,8 @@ Needs KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (a role that may CREATE DATABASE)
    polled every 10 ms; latency = first poll that shows the version a message produced - its Kafka timestamp.
    The median per hop (ingest commit, relay publish, projector transaction, poll) comes from the database's
    recorded_at / projected_at of each sampled client's last change.
+   The CPUs each kind of process used during the feed (the roles, Kafka, PostgreSQL, this bench) are sampled from
+   /proc once a second (`cpu_during_feed`): the pass shares the host with all of them.
 4. Aggregate load time of a 10 000-event stream, with snapshots every 100 events and with none.
 5. The same workload at BENCH_SCALE x N (5; 1 skips it): raw, ingest, relay, projector, database size.
 6. Convergence (`converge.py`): `worker backfill` and a full `worker reconcile` of BENCH_CONVERGE_N Accounts
@@ -480,6 +482,63 @@ def throughput_pass(res: Resources, label: str, n: int, *, naive: bool, clients:
     }
 
 
+class CpuSampler(threading.Thread):
+    """CPU of every process on this host, by kind (the roles, Kafka, PostgreSQL, this bench), read from /proc once
+    a second: what the e2e pass shares the CPUs with. Linux only (elsewhere it reports nothing)."""
+
+    KINDS = (("tests.benchmarks.stage ingest", "ingest"), ("tests.benchmarks.stage relay", "relay"),
+             ("tests.benchmarks.stage projector", "projector"), ("tests.benchmarks.stage e2e", "roles"),
+             ("kafka.Kafka", "kafka"), ("postgres", "postgresql"))
+
+    def __init__(self) -> None:
+        super().__init__(name="cpu-sampler", daemon=True)
+        self._stop_event = threading.Event()
+        self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self.samples: list[dict[str, float]] = []
+
+    def _kind(self, pid: int, cmdline: str) -> str:
+        if pid == os.getpid():
+            return "bench"
+        return next((kind for marker, kind in self.KINDS if marker in cmdline), "other")
+
+    def _read(self) -> dict[int, tuple[str, float]]:
+        out: dict[int, tuple[str, float]] = {}
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:  # gone meanwhile
+                continue
+            out[int(entry)] = (self._kind(int(entry), cmdline), (int(fields[11]) + int(fields[12])) / self._tick)
+        return out
+
+    def run(self) -> None:
+        if not os.path.isdir("/proc"):
+            return
+        before, at = self._read(), time.monotonic()
+        while not self._stop_event.wait(1.0):
+            now, now_at = self._read(), time.monotonic()
+            shares: dict[str, float] = {}
+            for pid, (kind, cpu) in now.items():
+                used = cpu - before[pid][1] if pid in before else 0.0
+                shares[kind] = shares.get(kind, 0.0) + used / (now_at - at)
+            self.samples.append(shares)
+            before, at = now, now_at
+
+    def stop(self) -> dict[str, float] | None:
+        """The mean CPUs each kind used while sampled (None when nothing was sampled)."""
+        self._stop_event.set()
+        self.join(5)
+        if not self.samples:
+            return None
+        kinds = sorted({k for sample in self.samples for k in sample})
+        return {k: round(sum(s.get(k, 0.0) for s in self.samples) / len(self.samples), 3) for k in kinds}
+
+
 class VersionPoller(threading.Thread):
     """Polls the read-model versions of the sampled clients; keeps (time, version) at every change."""
 
@@ -607,6 +666,8 @@ def e2e_pass(res: Resources, ingest_rate: float | None) -> dict[str, Any]:
     log(f"{label}: roles warm ({time.perf_counter() - started_at:.1f}s after start); feeding")
     poller = VersionPoller(dsn, sample)
     poller.start()
+    sampler = CpuSampler()
+    sampler.start()
     t0 = time.monotonic()
     for i, (key, value, headers) in enumerate(messages):
         delay = t0 + i / rate - time.monotonic()
@@ -621,7 +682,11 @@ def e2e_pass(res: Resources, ingest_rate: float | None) -> dict[str, Any]:
         producer.poll(0)
     producer.flush(60)
     feed_s = time.monotonic() - t0
+    cpu = sampler.stop()
     log(f"{label}: fed {len(messages):,} messages in {feed_s:.1f}s; waiting for the roles to go idle")
+    if cpu:
+        log(f"{label}: CPUs busy during the feed (of {os.cpu_count()}): {sum(cpu.values()):.2f}: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])))
     results = [stage.wait(timeout_s=max(300.0, feed_s * 10)) for stage in stages]
     poller.stop()
     if failures:
@@ -657,6 +722,7 @@ def e2e_pass(res: Resources, ingest_rate: float | None) -> dict[str, Any]:
         "poll_interval_s": POLL_S, "p50_s": p50, "p95_s": p95, "p99_s": p99,
         "max_s": max(latencies) if latencies else None, "median_hops_s": hops,
         "mean_s": statistics.fmean(latencies) if latencies else None, "rss_mb": rss, "mode": cfg.e2e_mode,
+        "cpu_during_feed": cpu,
         "batch_timeout_s": settings.kafka.batch_timeout_s,
     }
 
