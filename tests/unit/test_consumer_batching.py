@@ -5,7 +5,7 @@ consumer waits, for its first message and then `linger_s` for more."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import pytest
 
@@ -26,11 +26,9 @@ class LibrdkafkaQueue:
 
     arrivals: list[float]
     now: float = 0.0
-    calls: list[tuple[int, float]] = field(default_factory=list)
     _taken: int = 0
 
     def consume(self, n: int, timeout: float) -> list[Record]:
-        self.calls.append((n, timeout))
         pending = self.arrivals[self._taken:]
         # librdkafka: return as soon as n messages are queued, else when the timeout is over
         ready_at = pending[n - 1] if len(pending) >= n else float("inf")
@@ -44,7 +42,6 @@ class LibrdkafkaQueue:
 def consumer_over(queue: LibrdkafkaQueue, linger_s: float = 0.02) -> BatchConsumer:
     consumer = BatchConsumer({}, ["t"], linger_s=linger_s)
     consumer._consumer = queue  # type: ignore[assignment]
-    consumer.joined = True
     return consumer
 
 
