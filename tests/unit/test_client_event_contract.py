@@ -16,7 +16,7 @@ from typing import Any, Union, get_args, get_origin
 import pytest
 
 from tests.event_samples import CLIENT_ID, FULL, SPARSE
-from worker.adapters.avro import ClientEventCodec
+from worker.adapters.avro import ClientEventCodec, to_wire
 from worker.adapters.postgres.outbox import OutboxRow
 from worker.domain import EVENT_TYPES, event_from_payload
 from worker.domain.codec import field_types
@@ -116,3 +116,29 @@ def test_the_contract_check_catches_a_drifted_schema() -> None:
         "ClientMarkedForResync.priority: in the Avro schema, not in the payload",
         "ClientMarkedForResync.reason: str does not fit Avro long",
     ]
+
+
+@pytest.mark.parametrize("event_type", sorted(EVENT_TYPES))
+def test_naming_the_union_record_writes_the_bytes_fastavro_would_choose(event_type: str) -> None:
+    """The codec names the record of a null-or-record union (fastavro's tuple notation) instead of letting
+    fastavro find the branch by validating the value: the same bytes, and a value that is no such record is
+    still refused."""
+    import io
+
+    import fastavro
+
+    cls = EVENT_TYPES[event_type]
+    schema = CODEC.schema(event_type, cls.schema_version)
+    envelope = {"event_id": "6f1c0f52-6f0b-4b8e-9d43-0d5f2e7c9a10", "client_id": CLIENT_ID, "version": 7,
+                "recorded_at": datetime(2024, 5, 1, tzinfo=UTC)}
+    for sample in (FULL[event_type], SPARSE[event_type]):
+        record = {**to_wire(sample.to_payload()), **envelope}
+        plain = io.BytesIO()
+        fastavro.schemaless_writer(plain, schema, record)
+        assert CODEC.encode(event_type, cls.schema_version, record) == plain.getvalue()
+    named = [f["name"] for f in schema["fields"] if isinstance(f["type"], list)
+             and any(isinstance(b, dict) and b.get("type") == "record" for b in f["type"])]
+    assert named, f"{event_type} has no null-or-record union"
+    broken = {**to_wire(FULL[event_type].to_payload()), **envelope, named[0]: {"unrelated": 1}}
+    with pytest.raises((ValueError, TypeError, KeyError)):
+        CODEC.encode(event_type, cls.schema_version, broken)

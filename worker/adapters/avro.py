@@ -31,6 +31,7 @@ class UnknownEventSchema(LookupError):
 class ClientEventCodec:
     def __init__(self, schemas: Mapping[tuple[str, int], Any]) -> None:
         self._schemas = dict(schemas)
+        self._record_unions = {key: _record_unions(schema) for key, schema in self._schemas.items()}
 
     @classmethod
     def from_directory(cls, root: Path | None = None) -> ClientEventCodec:
@@ -63,14 +64,35 @@ class ClientEventCodec:
         return self.encode(row.event_type, row.schema_version, record)
 
     def encode(self, event_type: str, schema_version: int, record: Mapping[str, Any]) -> bytes:
+        schema = self.schema(event_type, schema_version)
+        datum = dict(record)
+        # A record in a union (the `change` reference) is named for fastavro, which otherwise picks its branch by
+        # validating the whole value against each: half the time of encoding a ClientDetailsChanged. A value that
+        # does not fit the named record is still refused (by the write).
+        for name, branch in self._record_unions[(event_type, schema_version)]:
+            value = datum.get(name)
+            if type(value) is dict:
+                datum[name] = (branch, value)
         out = io.BytesIO()
-        fastavro.schemaless_writer(out, self.schema(event_type, schema_version), dict(record))
+        fastavro.schemaless_writer(out, schema, datum)
         return out.getvalue()
 
     def decode(self, value: bytes, event_type: str, schema_version: int) -> dict[str, Any]:
         """The wire record as a plain dict: envelope fields plus the event payload in the domain's shape."""
         record = fastavro.schemaless_reader(io.BytesIO(value), self.schema(event_type, schema_version), None)
         return from_wire(record)  # type: ignore[arg-type]
+
+
+def _record_unions(schema: Any) -> tuple[tuple[str, str], ...]:
+    """(field, record name) for each top-level field of ``schema`` whose type is a union of null and one record."""
+    found = []
+    for field in schema.get("fields", []) if isinstance(schema, Mapping) else []:
+        branches = field["type"]
+        if isinstance(branches, list):
+            records = [b for b in branches if isinstance(b, Mapping) and b.get("type") == "record"]
+            if len(records) == 1 and len(branches) == 2 and "null" in branches:
+                found.append((field["name"], records[0]["name"]))
+    return tuple(found)
 
 
 def to_wire(payload: Mapping[str, Any]) -> dict[str, Any]:
