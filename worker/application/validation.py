@@ -112,21 +112,46 @@ def _short(value: Any) -> str:
 
 def model_problems(path: str, model: BaseModel, depth: int = 0) -> list[str]:
     """`value_problems(path, model.model_dump())` without the dump: the model's fields are walked in place
-    (in declaration order, as the dump has them), plain texts checked inline, so a clean model costs a pass over
-    its values and nothing else. Field names are identifiers: their own text needs no check."""
+    (in declaration order, as the dump has them), clean scalars passed over inline, so a clean model costs a pass
+    over its values and nothing else. Field names are identifiers: their own text needs no check."""
     problems: list[str] = []
     for key, value in model.__dict__.items():
-        kind = type(value)
-        if value is None or kind is bool:
+        if _clean_scalar(value):
             continue
-        if kind is str:
-            if "\x00" in value or len(value) > MAX_TEXT:
-                problems += _text_problems(f"{path}.{key}", value, MAX_TEXT)
-        elif isinstance(value, BaseModel):
+        if isinstance(value, BaseModel):
             problems += model_problems(f"{path}.{key}", value, depth + 1)
+        elif type(value) is str:
+            problems += _text_problems(f"{path}.{key}", value, MAX_TEXT)
         else:
             problems += value_problems(f"{path}.{key}", value, depth=depth + 1)
     return problems
+
+
+def _clean_scalar(value: Any) -> bool:
+    """True for a scalar `value_problems` has nothing to say of (checked inline: most values are these); False
+    sends the value to the full check, which names the problem if there is one."""
+    kind = type(value)
+    if kind is str:
+        return len(value) <= MAX_TEXT and "\x00" not in value
+    if value is None or kind is bool:
+        return True
+    if kind is int:
+        return INT64_MIN <= value <= INT64_MAX
+    return kind is float and math.isfinite(value)
+
+
+def _clean_attribute(path: str, value: Any) -> bool:
+    """True when `attribute_problems(path, value)` has nothing to say (the common case, checked inline)."""
+    if value is None:
+        return True
+    kind = type(value)
+    if path in _INTEGER_ATTRIBUTES:
+        return kind is int and INT64_MIN <= value <= INT64_MAX
+    if path in _NUMBER_ATTRIBUTES:
+        return (kind is int and INT64_MIN <= value <= INT64_MAX) or (kind is float and math.isfinite(value))
+    if path.startswith("extra."):
+        return _clean_scalar(value)
+    return kind is str and len(value) <= MAX_TEXT and "\x00" not in value
 
 
 def _change_problems(change: ChangeMetadata | None) -> list[str]:
@@ -154,7 +179,8 @@ def validate_changes(cmd: ChangeClientDetails) -> list[str]:
     if "name" in cmd.changes and (name is None or (isinstance(name, str) and not name.strip())):
         problems.append("name cannot be set to empty")
     for path, value in cmd.changes.items():
-        problems += _text_problems("attribute", path, MAX_TEXT) + attribute_problems(path, value)
+        if len(path) > MAX_TEXT or "\x00" in path or not _clean_attribute(path, value):
+            problems += _text_problems("attribute", path, MAX_TEXT) + attribute_problems(path, value)
     for attr in _NUMERIC_NON_NEGATIVE:
         value = cmd.changes.get(attr)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
@@ -162,7 +188,7 @@ def validate_changes(cmd: ChangeClientDetails) -> list[str]:
     for path, patch in cmd.diffs.items():
         problems += _text_problems("diffed attribute", path, MAX_TEXT)
         problems += value_problems(f"diff of {path}", patch, max_text=MAX_DIFF)
-    overlap = set(cmd.changes) & set(cmd.diffs)
+    overlap = set(cmd.changes) & set(cmd.diffs) if cmd.diffs else None
     if overlap:
         problems.append(f"attributes both set and diffed: {sorted(overlap)}")
     return problems + _change_problems(cmd.change)
