@@ -136,7 +136,7 @@ def _clean_scalar(value: Any) -> bool:
     if value is None or kind is bool:
         return True
     if kind is int:
-        return INT64_MIN <= value <= INT64_MAX
+        return bool(INT64_MIN <= value <= INT64_MAX)
     return kind is float and math.isfinite(value)
 
 
