@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import pydantic
 
 from worker.adapters.salesforce.change_event import ChangeEvent, ChangeType, FieldState
+from worker.adapters.salesforce.event_fields import UNCHANGED
 from worker.adapters.salesforce.ids import OVERFLOW_ID, is_wildcard
 from worker.adapters.salesforce.mapping import FieldMapping
 from worker.application.commands import (
@@ -28,6 +29,7 @@ from worker.application.commands import (
 )
 from worker.application.validation import InvalidChangeValues, UntranslatableChange
 
+_UNCHANGED_STATE, _DIFF, _SET = FieldState.UNCHANGED, FieldState.DIFF, FieldState.SET
 ACCOUNT_NAMES = frozenset({"account", "accountchangeevent", "/data/accountchangeevent"})
 _CLIENT_ID = re.compile(r"^[a-zA-Z0-9]{18}$")
 # What a change's content can make the translation raise (a value of an unexpected type or size); an error of
@@ -112,15 +114,17 @@ def _command(
     changes: dict[str, object] = {}
     diffs: dict[str, str] = {}
     for name, value in event.fields.items():  # the changed ones: `event.changed()` without its copy
-        state = value.state
-        if state is FieldState.UNCHANGED:
+        if value is UNCHANGED:  # the parser's one shared value: most fields of an update (an identity test)
             continue
-        if state is FieldState.DIFF:
+        state = value.state
+        if state is _UNCHANGED_STATE:
+            continue
+        if state is _DIFF:
             attribute = mapping.attribute(name)
             if attribute is not None:
                 diffs[attribute] = str(value.value)
         else:
-            changes.update(mapping.values(name, value.value if state is FieldState.SET else None))
+            changes.update(mapping.values(name, value.value if state is _SET else None))
     return ChangeClientDetails(client_id=client_id, changes=changes, diffs=diffs, change=meta)
 
 
