@@ -75,7 +75,10 @@ def compact_payload(stream_id: str, payload: Mapping[str, Any]) -> Mapping[str, 
     change = payload.get("change")
     if not isinstance(change, Mapping) or change.keys() != _CHANGE_SET or change["record_id"] != stream_id:
         return payload
-    return {"~c": [change[k] for k in _CHANGE_KEYS], **{k: v for k, v in payload.items() if k != "change"}}
+    stored = {"~c": [change[k] for k in _CHANGE_KEYS]}
+    stored.update(payload)  # the payload's keys in their order after "~c" (a dict copy in C), less `change`
+    del stored["change"]
+    return stored
 
 
 def expand_payload(stream_id: str, stored: Any) -> Any:
