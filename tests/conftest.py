@@ -50,20 +50,33 @@ def server_database_url() -> str:
 
 
 @pytest.fixture
-def database_url(server_database_url: str) -> Iterator[str]:
-    """A fresh, migrated database for this test, dropped afterwards."""
+def new_database(server_database_url: str) -> Iterator[Callable[[], str]]:
+    """Make fresh, empty databases (no migration applied) for this test; all are dropped afterwards."""
     import psycopg
 
+    names: list[str] = []
+
+    def make() -> str:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(server_database_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        names.append(name)
+        return _with_database(server_database_url, name)
+
+    yield make
+    with psycopg.connect(server_database_url, autocommit=True) as conn:
+        for name in names:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(new_database: Callable[[], str]) -> str:
+    """A fresh, migrated database for this test, dropped afterwards."""
     from worker.adapters.postgres.migrate import migrate
 
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server_database_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = _with_database(server_database_url, name)
+    url = new_database()
     migrate(url)
-    yield url
-    with psycopg.connect(server_database_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return url
 
 
 def _with_database(url: str, name: str) -> str:

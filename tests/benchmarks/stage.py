@@ -6,7 +6,7 @@ exit once idle), `raw` and `naive` (the baselines), `peer` (the same job with th
 `worker run all` runs them). The result (JSON, with this process's peak RSS) goes to the config's `result` path.
 
 Throughput is timed through the Metrics object bootstrap accepts: its per-batch callbacks (called after the
-offsets are committed, or after the outbox rows are marked) close each batch; see `common.Span`.
+offsets are committed, or after the published outbox rows are deleted) close each batch; see `common.Span`.
 """
 
 from __future__ import annotations

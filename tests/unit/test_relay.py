@@ -95,6 +95,20 @@ def test_a_row_without_a_writer_schema_parks_its_stream_and_the_other_streams_go
     assert relay.step() == 1 and outbox.left() == [(A, 2), (A, 3)]
 
 
+def test_a_row_whose_event_is_missing_parks_its_stream_with_an_error_and_the_other_streams_go_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    missing = OutboxRow(2, "", A, 0, "", 0, {}, {}, datetime.now(UTC), missing_event=41)
+    outbox = FakeOutbox([row(1, A, 1), missing, row(3, B, 1), row(4, A, 3)])
+    producer, parked = FakeProducer(), []
+    relay = relay_of(outbox, producer, parked=parked)
+    assert relay.step() == 2
+    assert [r.value for r in producer.delivered] == [b"001Av1", b"001Bv1"]  # nothing of A past the missing one
+    assert outbox.left() == [(A, 0), (A, 3)] and set(relay.parked) == {A} and parked == [1]
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "outbox row 2 (of 001A)" in errors[0] and "global position 41" in errors[0]
+
+
 def test_a_row_over_the_size_limit_parks_its_stream_instead_of_stopping_the_relay() -> None:
     outbox = FakeOutbox([row(1, A, 1), row(2, B, 1), row(3, A, 2)])
     producer = FakeProducer(max_bytes=100)

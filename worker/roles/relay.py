@@ -3,10 +3,11 @@ the broker acknowledged them. One active relay (advisory lock); the others wait 
 publish and delete re-sends rows with the same `event_id`, which projections drop by version.
 
 A row that cannot be published (no writer schema in this relay, e.g. a newer worker wrote it during a rolling
-deploy; or larger than the broker accepts) is parked, not dead-lettered: dropping one event from a stream would
-make the projector see a version gap for that client forever. Its stream waits in the outbox (an ERROR line,
-`worker_outbox_parked`, the backlog age) while every other stream goes on; the next relay process tries it
-again (a newer deploy, or raised size limits, publishes it in order)."""
+deploy; or larger than the broker accepts; or its event is not in the events table, which never should happen)
+is parked, not dead-lettered: dropping one event from a stream would make the projector see a version gap for
+that client forever. Its stream waits in the outbox (an ERROR line, `worker_outbox_parked`, the backlog age)
+while every other stream goes on; the next relay process tries it again (a newer deploy, raised size limits, or
+the event restored, publishes it in order)."""
 
 from __future__ import annotations
 
@@ -131,7 +132,11 @@ class OutboxRelay:
         reports: dict[int, KafkaError | None] = {}
         sent: list[OutboxRow] = []
         for row in rows:
-            if row.stream_id not in self.parked and self._produce(row, reports):
+            if row.stream_id in self.parked:
+                continue
+            if row.missing_event is not None:
+                self._park(row, f"its event (global position {row.missing_event}) is not in the events table")
+            elif self._produce(row, reports):
                 sent.append(row)
         # 2. wait for every delivery report (as long as the producer may still deliver)
         remaining = self._flush()
@@ -190,8 +195,9 @@ class OutboxRelay:
 
     def _park(self, row: OutboxRow, reason: str) -> None:
         self.parked.setdefault(row.stream_id, row)
-        log.error("relay: outbox row %d (%s v%d of %s, event %s) cannot be published: %s. Its stream waits in "
-                  "the outbox; the other streams go on", row.position, row.event_type, row.version, row.stream_id,
-                  row.event_id, reason)
+        what = (f"of {row.stream_id}" if row.missing_event is not None
+                else f"{row.event_type} v{row.version} of {row.stream_id}, event {row.event_id}")
+        log.error("relay: outbox row %d (%s) cannot be published: %s. Its stream waits in the outbox; the other "
+                  "streams go on", row.position, what, reason)
         if self._hooks.on_parked:
             self._hooks.on_parked(len(self.parked))

@@ -40,13 +40,11 @@ _COPY_EVENTS = (
     "COPY events (stream_id, version, event_id, event_type, schema_version, payload, metadata, batch_id) FROM STDIN"
 )
 _NEW_BATCH = "INSERT INTO event_batches (metadata) VALUES (%s) RETURNING id"
-# The outbox rows are copied server-side from the events just written (same transaction, in append order), their
-# metadata made whole again: the batch crosses the wire and is JSON-encoded once.
-# The outbox rows are copied server-side from the events just written (same transaction, in append order), as
-# they are stored (the relay makes them whole): the batch crosses the wire and is JSON-encoded once.
+# The outbox rows are made server-side from the events just written (same transaction, in append order): a
+# reference to each event (its global position, and its stream for the relay's held-back filter), not a copy
+# (migration 008); the relay reads the event itself. The batch crosses the wire and is JSON-encoded once.
 _FILL_OUTBOX = (
-    "INSERT INTO outbox (stream_id, version, event_id, event_type, schema_version, payload, metadata, batch_id)"
-    " SELECT stream_id, version, event_id, event_type, schema_version, payload, metadata, batch_id FROM events"
+    "INSERT INTO outbox (event_position, stream_id) SELECT global_position, stream_id FROM events"
     " WHERE batch_id = %s ORDER BY global_position"
 )
 # The relay LISTENs on this channel: it wakes when a batch with events commits (a poll timer is the fallback).

@@ -33,8 +33,9 @@ def available() -> list[Migration]:
     return sorted(found, key=lambda m: m.version)
 
 
-def migrate(dsn: str) -> tuple[list[Migration], list[Migration]]:
-    """Apply what is missing; return (applied now, already applied)."""
+def migrate(dsn: str, up_to: int | None = None) -> tuple[list[Migration], list[Migration]]:
+    """Apply what is missing (up to version ``up_to`` when given: tests of a migration over older data); return
+    (applied now, already applied)."""
     applied_now: list[Migration] = []
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_KEY,))
@@ -47,7 +48,7 @@ def migrate(dsn: str) -> tuple[list[Migration], list[Migration]]:
             done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
             before = [m for m in available() if m.version in done]
             for migration in available():
-                if migration.version in done:
+                if migration.version in done or (up_to is not None and migration.version > up_to):
                     continue
                 with conn.transaction():
                     conn.execute(migration.sql.encode())

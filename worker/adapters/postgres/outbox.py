@@ -18,11 +18,15 @@ _RELAY_LOCK = 7_402_113_002
 # An ingest transaction that appended events NOTIFYs this channel when it commits; the leading relay LISTENs on
 # its session and wakes at once instead of on a poll timer (the timer stays as the fallback).
 OUTBOX_CHANNEL = "worker_outbox"
-# Rows are copied from the events as they are stored (migration 007): made whole here, with their batch's
-# shared metadata (rows written before it have no batch and are whole already).
+# A row refers to its event (migration 008): the event is read through the unique index on global_position (one
+# lookup per row, within the LIMIT) and made whole here with its batch's shared metadata (migration 007; events
+# stored before it have no batch and are whole already). Held-back streams are left out on the outbox row, before
+# their events are looked up. A row whose event is not found comes back with NULLs (the relay parks its stream).
 _UNPUBLISHED = (
-    "SELECT o.position, o.event_id::text, o.stream_id, o.version, o.event_type, o.schema_version, o.payload,"
-    " o.metadata, o.created_at, b.metadata FROM outbox o LEFT JOIN event_batches b ON b.id = o.batch_id"
+    "SELECT o.position, o.event_position, o.stream_id, o.created_at, e.event_id::text, e.version, e.event_type,"
+    " e.schema_version, e.payload, e.metadata, b.metadata"
+    " FROM outbox o LEFT JOIN events e ON e.global_position = o.event_position"
+    " LEFT JOIN event_batches b ON b.id = e.batch_id"
     " WHERE o.stream_id <> ALL(%s) ORDER BY o.position LIMIT %s"
 )
 # Published rows are deleted, not marked: the outbox is a queue (the events table is the record), so it stays
@@ -53,6 +57,9 @@ class OutboxRow:
     payload: dict[str, Any]
     metadata: dict[str, Any]
     created_at: Any
+    # The event's global position when the row's event is not in the events table (it never should be: events are
+    # never deleted); the event's fields are then empty and the relay parks the stream instead of publishing.
+    missing_event: int | None = None
 
 
 class PostgresOutbox:
@@ -126,7 +133,11 @@ class PostgresOutbox:
         """The oldest unpublished rows, leaving out the streams in ``held_back``."""
         rows = self._session().execute(_UNPUBLISHED, (list(held_back), limit)).fetchall()
         out = []
-        for position, event_id, stream_id, version, event_type, schema, stored, own, created, shared in rows:
+        for position, event_position, stream_id, created, event_id, version, event_type, schema, stored, own, \
+                shared in rows:
+            if event_id is None:
+                out.append(OutboxRow(position, "", stream_id, 0, "", 0, {}, {}, created, missing_event=event_position))
+                continue
             payload = expand_payload(stream_id, stored)
             metadata = full_metadata(shared, own, event_id, event_type, payload)
             out.append(OutboxRow(position, event_id, stream_id, version, event_type, schema, payload, metadata,
