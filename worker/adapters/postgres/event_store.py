@@ -1,5 +1,5 @@
 """PostgreSQL event store: bulk load (latest snapshot + later events), one-transaction batch commit
-(events by COPY, outbox rows copied from them server-side, snapshots, resync queue), optimistic concurrency on
+(events by COPY, outbox rows referring to them made server-side, snapshots, resync queue), optimistic concurrency on
 (stream_id, version)."""
 
 from __future__ import annotations
