@@ -567,6 +567,9 @@ def outbox_vacuum_again(dsn: str, label: str, outbox_mb: float, empty: int, even
     }
 
 
+TIMELINE_S = 2  # the e2e pass's latency timeline: the worst latency of each window of the feed
+
+
 class VersionPoller(threading.Thread):
     """Polls the read-model versions of the sampled clients; keeps (time, version) at every change."""
 
@@ -726,6 +729,8 @@ def e2e_pass(res: Resources, ingest_rate: float | None) -> dict[str, Any]:
             " FROM events_with_metadata WHERE stream_id = ANY(%s) AND metadata ? 'source_offset'"
             " GROUP BY 1, 3, 4", (sample,)).fetchall()
     latencies, unseen = [], 0
+    timeline: dict[int, list[float]] = {}  # latencies by the second of the feed their change was produced in
+    fed_from = min(produced.values()) if produced else 0.0
     for stream_id, version, partition, offset in rows:
         at_produce = produced.get((partition, offset))
         if at_produce is None:
@@ -735,6 +740,11 @@ def e2e_pass(res: Resources, ingest_rate: float | None) -> dict[str, Any]:
             unseen += 1
             continue
         latencies.append(max(0.0, visible - at_produce))
+        timeline.setdefault(int((at_produce - fed_from) // TIMELINE_S), []).append(latencies[-1])
+    worst = {f"{k * TIMELINE_S}s": round(max(v), 3) for k, v in sorted(timeline.items())}
+    if worst:
+        # a stall shows as one or two high windows, a queue as a run of rising ones
+        log(f"{label}: worst latency per {TIMELINE_S}s of the feed: " + " ".join(f"{v:.2f}" for v in worst.values()))
     if unseen:
         log(f"{label}: WARNING {unseen} sampled changes never seen in the read model")
     hops = hop_breakdown(dsn, sample, produced, poller, published_at(cfg.bootstrap, settings.kafka.events_topic))
@@ -750,7 +760,7 @@ def e2e_pass(res: Resources, ingest_rate: float | None) -> dict[str, Any]:
         "poll_interval_s": POLL_S, "p50_s": p50, "p95_s": p95, "p99_s": p99,
         "max_s": max(latencies) if latencies else None, "median_hops_s": hops,
         "mean_s": statistics.fmean(latencies) if latencies else None, "rss_mb": rss, "mode": cfg.e2e_mode,
-        "cpu_during_feed": cpu,
+        "cpu_during_feed": cpu, "worst_by_window_s": worst,
         "batch_timeout_s": settings.kafka.batch_timeout_s,
     }
 
