@@ -81,3 +81,31 @@ def test_a_model_is_checked_in_place_exactly_as_its_dump_would_be(seed: int) -> 
             name=rng.choice([None, text()]), employees=rng.choice([None, 2**64, 3]), extra=extra,
             billing_address=AddressData.model_construct(city=text(), latitude=rng.choice([None, 1.5, float("inf")])))
         assert model_problems("data", data) == value_problems("data", data.model_dump())
+
+
+class _Text(str):
+    pass
+
+
+class _Number(int):
+    pass
+
+
+_EDGE_VALUES = [None, True, False, 0, -1, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 1.5, float("nan"),
+                float("inf"), -float("inf"), "", "ok", "a\x00b", "x" * MAX_TEXT, "x" * (MAX_TEXT + 1), _Text("t"),
+                _Number(5), {"a": 1}, {"a": float("nan")}, [1, "\x00"], {1: 2}, (1, 2), b"bytes", object()]
+_EDGE_PATHS = ["name", "employees", "annual_revenue", "billing_address.latitude", "billing_address.city",
+               "extra.X__c", "phone"]
+
+
+@pytest.mark.parametrize("value", _EDGE_VALUES, ids=repr)
+def test_the_inline_checks_never_pass_a_value_the_full_rules_refuse(value: object) -> None:
+    """Validation passes clean values over inline (`_clean_scalar`, `_clean_attribute`) and sends the rest to the
+    full rules: a value the inline check passes must be one the full rules have nothing to say of."""
+    from worker.application.validation import _clean_attribute, _clean_scalar, attribute_problems, value_problems
+
+    if _clean_scalar(value):
+        assert value_problems("v", value) == []
+    for path in _EDGE_PATHS:
+        if _clean_attribute(path, value):
+            assert attribute_problems(path, value) == [], path
