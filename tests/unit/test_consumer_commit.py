@@ -1,6 +1,8 @@
-"""Committing after a batch, against a fake librdkafka consumer that fails on cue: a commit a rebalance refused is
-committed again while this member still holds the partition (no phantom lag); per-partition errors are not
-discarded; a coordinator that is moving or out of reach is a transient fault, anything else still a bug."""
+"""Committing after a batch, against a fake librdkafka consumer that fails on cue and answers a commit that did not
+wait as librdkafka does (one commit callback per commit, served inside the next consume()): a commit a rebalance
+refused, or a coordinator moving refused, is committed again while this member still holds the partition (no
+phantom lag); per-partition errors are not discarded; anything else stops the worker as a bug; a revoke or a close
+commits, waiting, what is still unanswered."""
 
 from __future__ import annotations
 
@@ -30,25 +32,36 @@ class PartitionResult:
 
 @dataclass
 class FakeClient:
-    """Each commit takes the next answer: an error code to raise, a {partition: code} of per-partition errors,
-    or None (success)."""
+    """Each commit takes the next answer: an error code (raised by a commit that waits; the callback's error for
+    one that did not), a {partition: code} of per-partition errors, or None (success). As librdkafka does, a
+    commit that did not wait is answered once, through the commit callback, inside the next consume(); one that
+    waits returns its answer and calls no callback."""
 
     answers: list[Any] = field(default_factory=list)
     commits: list[dict[tuple[str, int], int]] = field(default_factory=list)
+    waited: list[bool] = field(default_factory=list)
     batches: list[list[Any]] = field(default_factory=list)
+    on_commit: Any = None
+    unanswered: list[tuple[KafkaError | None, list[PartitionResult]]] = field(default_factory=list)
 
-    def commit(self, offsets: Any, asynchronous: bool) -> list[PartitionResult]:
-        assert asynchronous is False
+    def commit(self, offsets: Any, asynchronous: bool) -> list[PartitionResult] | None:
         self.commits.append({(tp.topic, tp.partition): tp.offset for tp in offsets})
+        self.waited.append(not asynchronous)
         answer = self.answers.pop(0) if self.answers else None
-        if isinstance(answer, int):
+        if isinstance(answer, int) and not asynchronous:
             raise KafkaException(KafkaError(answer))
-        errors = answer or {}
-        return [PartitionResult(tp.topic, tp.partition, tp.offset,
-                                KafkaError(errors[tp.partition]) if tp.partition in errors else None)
-                for tp in offsets]
+        errors = answer if isinstance(answer, dict) else {}
+        results = [PartitionResult(tp.topic, tp.partition, tp.offset,
+                                   KafkaError(errors[tp.partition]) if tp.partition in errors else None)
+                   for tp in offsets]
+        if not asynchronous:
+            return results
+        self.unanswered.append((KafkaError(answer) if isinstance(answer, int) else None, results))
+        return None
 
     def consume(self, _n: int, _timeout: float) -> list[Any]:
+        while self.unanswered:
+            self.on_commit(*self.unanswered.pop(0))
         return self.batches.pop(0) if self.batches else []
 
     def pause(self, _p: Any) -> None: ...
@@ -61,6 +74,7 @@ class FakeClient:
 def consumer_with(client: FakeClient, partitions: Sequence[int] = (0,)) -> BatchConsumer:
     consumer = BatchConsumer({}, ["t"])
     consumer._consumer = client  # type: ignore[assignment]
+    client.on_commit = consumer._answered
     consumer.assignment = {("t", p) for p in partitions}
     consumer.joined = True
     return consumer
@@ -69,15 +83,29 @@ def consumer_with(client: FakeClient, partitions: Sequence[int] = (0,)) -> Batch
 REBALANCED = [KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS, KafkaError.UNKNOWN_MEMBER_ID]
 
 
-@pytest.mark.parametrize("code", REBALANCED)
-def test_a_commit_refused_by_a_rebalance_is_committed_again_while_the_partition_is_still_ours(code: int) -> None:
+def test_a_commit_does_not_wait_and_its_answer_is_taken_during_the_next_consume() -> None:
+    client = FakeClient(batches=[[], []])
+    consumer = consumer_with(client, partitions=(0, 1))
+    consumer.commit([OffsetMessage(partition_=0, offset_=4), OffsetMessage(partition_=1, offset_=7)])
+    assert client.commits == [{("t", 0): 5, ("t", 1): 8}] and client.waited == [False]
+    assert consumer._pending == {("t", 0): 5, ("t", 1): 8}
+    consumer.consume(10, 0.01)
+    assert consumer._pending == {} and consumer.uncommitted == {} and len(client.commits) == 1
+
+
+@pytest.mark.parametrize("code", [*REBALANCED, KafkaError.NOT_COORDINATOR, KafkaError.REQUEST_TIMED_OUT,
+                                  KafkaError._TRANSPORT])
+def test_a_commit_refused_by_a_rebalance_or_a_moving_coordinator_is_committed_again_while_the_partition_is_ours(
+    code: int,
+) -> None:
     client = FakeClient(answers=[code])
     consumer = consumer_with(client)
     consumer.commit([OffsetMessage(offset_=255)])
-    assert consumer.uncommitted == {("t", 0): 256}
-    # cooperative-sticky kept the partition and no new data arrives: the next poll commits what was refused
+    # the answer comes with the next poll; cooperative-sticky kept the partition and no new data arrives
     assert consumer.consume(10, 0.01) == []
-    assert client.commits == [{("t", 0): 256}, {("t", 0): 256}]
+    assert consumer.uncommitted == {("t", 0): 256}
+    consumer.consume(10, 0.01)  # the next poll commits what was refused, waiting for the answer
+    assert client.commits == [{("t", 0): 256}, {("t", 0): 256}] and client.waited == [False, True]
     assert consumer.uncommitted == {}
 
 
@@ -85,7 +113,8 @@ def test_offsets_refused_while_the_rebalance_lasts_are_tried_again_until_they_ar
     client = FakeClient(answers=[KafkaError.REBALANCE_IN_PROGRESS, KafkaError.REBALANCE_IN_PROGRESS, None])
     consumer = consumer_with(client)
     consumer.commit([OffsetMessage(offset_=9)])
-    consumer.consume(10, 0.01)
+    consumer.consume(10, 0.01)  # answered: refused
+    consumer.consume(10, 0.01)  # committed again: refused again
     assert consumer.uncommitted == {("t", 0): 10}
     consumer._recommit_at = 0.0  # the throttle between attempts has passed
     consumer.consume(10, 0.01)
@@ -96,6 +125,7 @@ def test_refused_offsets_of_a_partition_revoked_meanwhile_are_left_to_its_new_ow
     client = FakeClient(answers=[KafkaError.ILLEGAL_GENERATION])
     consumer = consumer_with(client, partitions=(0, 1))
     consumer.commit([OffsetMessage(partition_=0, offset_=4), OffsetMessage(partition_=1, offset_=7)])
+    consumer.consume(10, 0.01)
     from confluent_kafka import TopicPartition
 
     consumer._revoked(None, [TopicPartition("t", 1)])  # type: ignore[arg-type]
@@ -104,45 +134,78 @@ def test_refused_offsets_of_a_partition_revoked_meanwhile_are_left_to_its_new_ow
     assert consumer.uncommitted == {}
 
 
+def test_a_revoke_commits_the_unanswered_offsets_of_its_partitions_waiting() -> None:
+    client = FakeClient()
+    consumer = consumer_with(client, partitions=(0, 1))
+    consumer.commit([OffsetMessage(partition_=0, offset_=4), OffsetMessage(partition_=1, offset_=7)])
+    from confluent_kafka import TopicPartition
+
+    consumer._revoked(None, [TopicPartition("t", 1)])  # type: ignore[arg-type]  # before the answer came
+    assert client.commits[-1] == {("t", 1): 8} and client.waited[-1] is True
+    assert consumer.assignment == {("t", 0)} and ("t", 1) not in consumer._pending
+
+
+def test_close_commits_the_unanswered_offsets_waiting() -> None:
+    client = FakeClient()
+    consumer = consumer_with(client)
+    consumer.commit([OffsetMessage(offset_=41)])
+    consumer.close()
+    assert client.commits == [{("t", 0): 42}, {("t", 0): 42}] and client.waited == [False, True]
+
+
 def test_a_refused_offset_rides_along_with_the_next_commit_and_never_goes_backwards() -> None:
     client = FakeClient(answers=[KafkaError.ILLEGAL_GENERATION, None])
     consumer = consumer_with(client, partitions=(0, 1))
     consumer.commit([OffsetMessage(partition_=0, offset_=4), OffsetMessage(partition_=1, offset_=2)])
+    consumer.consume(10, 0.01)
+    consumer._recommit_at = float("inf")  # not committed again by the poll: by the next batch's commit
+    consumer.consume(10, 0.01)
     consumer.commit([OffsetMessage(partition_=0, offset_=8)])
     assert client.commits[-1] == {("t", 0): 9, ("t", 1): 3}
-    assert consumer.uncommitted == {}
+    consumer.consume(10, 0.01)
+    assert consumer.uncommitted == {} and consumer._pending == {}
 
 
 def test_a_per_partition_commit_error_is_not_discarded() -> None:
     client = FakeClient(answers=[{1: KafkaError.OFFSET_METADATA_TOO_LARGE}])
     consumer = consumer_with(client, partitions=(0, 1))
+    consumer.commit([OffsetMessage(partition_=0, offset_=1), OffsetMessage(partition_=1, offset_=1)])
+    consumer.consume(10, 0.01)  # the answer
     with pytest.raises(KafkaException) as raised:
-        consumer.commit([OffsetMessage(partition_=0, offset_=1), OffsetMessage(partition_=1, offset_=1)])
+        consumer.consume(10, 0.01)
     assert raised.value.args[0].code() == KafkaError.OFFSET_METADATA_TOO_LARGE
+    assert classify(raised.value) is Kind.BUG
 
 
 def test_a_per_partition_refusal_by_a_rebalance_is_remembered_too() -> None:
     client = FakeClient(answers=[{1: KafkaError.ILLEGAL_GENERATION}])
     consumer = consumer_with(client, partitions=(0, 1))
     consumer.commit([OffsetMessage(partition_=0, offset_=1), OffsetMessage(partition_=1, offset_=3)])
+    consumer._recommit_at = float("inf")
+    consumer.consume(10, 0.01)
     assert consumer.uncommitted == {("t", 1): 4}
 
 
 @pytest.mark.parametrize("code", [KafkaError.COORDINATOR_NOT_AVAILABLE, KafkaError.NOT_COORDINATOR,
                                   KafkaError.COORDINATOR_LOAD_IN_PROGRESS, KafkaError.REQUEST_TIMED_OUT,
                                   KafkaError._TIMED_OUT, KafkaError._TRANSPORT, KafkaError._WAIT_COORD])
-def test_a_coordinator_moving_or_out_of_reach_makes_a_commit_failure_transient(code: int) -> None:
+def test_a_coordinator_moving_or_out_of_reach_makes_a_commit_that_waits_fail_transiently(code: int) -> None:
     consumer = consumer_with(FakeClient(answers=[code]))
     with pytest.raises(KafkaException) as raised:
-        consumer.commit([OffsetMessage()])
+        consumer._commit({("t", 0): 1})
     assert classify(raised.value) is Kind.TRANSIENT
 
 
 @pytest.mark.parametrize("code", [KafkaError.GROUP_AUTHORIZATION_FAILED, KafkaError.INVALID_COMMIT_OFFSET_SIZE])
 def test_any_other_commit_failure_is_still_a_bug(code: int) -> None:
-    consumer = consumer_with(FakeClient(answers=[code]))
+    consumer = consumer_with(FakeClient(answers=[code, code]))
     with pytest.raises(KafkaException) as raised:
-        consumer.commit([OffsetMessage()])
+        consumer._commit({("t", 0): 1})  # waiting
+    assert classify(raised.value) is Kind.BUG
+    consumer.commit([OffsetMessage()])  # not waiting: raised by the next call
+    consumer.consume(10, 0.01)
+    with pytest.raises(KafkaException) as raised:
+        consumer.commit([OffsetMessage(offset_=1)])
     assert classify(raised.value) is Kind.BUG
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Mapping
+from itertools import repeat
 from typing import Any
 
 import psycopg
@@ -177,8 +178,12 @@ class PostgresEventStore:
                     cur.execute(_NEW_BATCH, (_json(shared),))
                     batch_id = cur.fetchone()[0]  # type: ignore[index]
                 with cur.copy(_COPY_EVENTS) as copy:
-                    copy.write("".join(_copy_line(e, own, batch_id) for e, own in zip(changes.events, rows,
-                                                                                       strict=True)))
+                    # sent in chunks as they are made: PostgreSQL stores the first rows while later ones are made
+                    events = changes.events
+                    for start in range(0, len(events), _COPY_CHUNK):
+                        end = start + _COPY_CHUNK
+                        copy.write("".join(map(_copy_line, events[start:end], rows[start:end],
+                                               repeat(batch_id))))
             with conn.pipeline():
                 if batch_id is not None:
                     cur.execute(_FILL_OUTBOX, (batch_id,))
@@ -237,6 +242,7 @@ def _copy_line(event: StoredEvent, own: Mapping[str, Any], batch_id: int) -> str
 
 
 _BS, _BS2 = "\\", "\\\\"
+_COPY_CHUNK = 64  # events per COPY write (~30 KB)
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 
 
