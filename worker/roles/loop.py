@@ -101,8 +101,8 @@ class ConsumerLoop:
         if self._paused:
             self._consumer.resume_all()
             self._paused = False
-        # 6. commit offsets, synchronously (the coordinator moving or out of reach is retried like any transient
-        #    fault; a commit a rebalance refused is committed again once this member holds the partition)
+        # 6. commit offsets, without waiting for the answer (BatchConsumer: a refusal by a rebalance or a moving
+        #    coordinator is committed again; any other is raised by the next call; revoke and close wait)
         retry_transient(lambda: self._consumer.commit(batch), retry, self._stopper,
                         what=f"{self.name} commit at {where(batch[0])}", on_retry=self._control.retried)
         if self._on_batch:
