@@ -3,6 +3,7 @@ rehydration and decision share one path. No I/O, no clock: time and ids come in 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
@@ -339,16 +340,15 @@ class ClientAggregate:
 _RecentEntry = int | str | tuple[int | str, int] | tuple[int | str, int, str]
 
 
+# Exactly the texts `_key_text` writes; `int()` would also read upper case, "_", signs and spaces.
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
 def _compact_key(key: str) -> int | str:
     """A transaction key as remembered: a canonical UUID text (lower-case hex, 8-4-4-4-12) as its 128-bit number
     (44 bytes instead of 85), any other text as is. One-to-one: `_key_text` gives the same text back."""
-    if len(key) == 36 and key[8] == key[13] == key[18] == key[23] == "-":
-        try:
-            number = int(key.replace("-", ""), 16)
-        except ValueError:
-            return key
-        if number >= 0 and _key_text(number) == key:  # refuses what int() also reads: case, "_", signs, spaces
-            return number
+    if len(key) == 36 and _CANONICAL_UUID.fullmatch(key):
+        return int(key.replace("-", ""), 16)
     return key
 
 

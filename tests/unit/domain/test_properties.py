@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from worker.domain import ChangeRef, ClientAggregate, ClientDetails, ForbiddenStatusTransition, StatusRule
+from worker.domain.model import _compact_key, _key_text
 
 ID = "001000000000001AAA"
 RULE = StatusRule()
@@ -111,3 +112,31 @@ def test_diff_and_with_changes_keep_their_definition(first: dict[str, Any], seco
     assert b.diff(a) == _diff_by_paths(b, a)
     assert ClientDetails(name="Acme", extra={"Y__c": 1}).with_changes(first).with_changes(second) == b
     assert base == ClientDetails(name="Acme", extra={"Y__c": 1})  # nothing changed in place
+
+
+def _compact_key_by_round_trip(key: str) -> int | str:
+    """The definition: a key is compacted when its number, written back, is the same text."""
+    if len(key) == 36 and key[8] == key[13] == key[18] == key[23] == "-":
+        try:
+            number = int(key.replace("-", ""), 16)
+        except ValueError:
+            return key
+        if number >= 0 and _key_text(number) == key:
+            return number
+    return key
+
+
+_UUID_LIKE = st.builds(
+    lambda u, i, c: u[:i] + c + u[i + 1:],
+    st.uuids().map(str), st.integers(0, 35),
+    st.sampled_from(["-", "_", "+", " ", "A", "f", "0", "g", "\u0660", "\n", "é"]),
+)
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.one_of(_UUID_LIKE, st.uuids().map(str), st.uuids().map(lambda u: str(u).upper()), st.text(max_size=40),
+                 st.uuids().map(lambda u: f" {u}"[:36]), st.uuids().map(lambda u: f"{u}\n")))
+def test_a_transaction_key_is_compacted_exactly_when_its_number_gives_the_same_text_back(key: str) -> None:
+    compact = _compact_key(key)
+    assert compact == _compact_key_by_round_trip(key) and type(compact) is type(_compact_key_by_round_trip(key))
+    assert _key_text(compact) == key
