@@ -247,3 +247,39 @@ def test_a_misconfiguration_stops_the_loop_with_one_error_line_and_exit_1(caplog
     [record] = [r for r in caplog.records if r.levelname == "ERROR"]
     assert "HTTP 401" in record.getMessage() and record.exc_info is None
     assert client.commits == []  # nothing committed past it
+
+
+def test_an_earlier_refusal_is_not_committed_again_once_a_later_commit_is_answered() -> None:
+    client = FakeClient(answers=[KafkaError.NOT_COORDINATOR, None])
+    consumer = consumer_with(client)
+    consumer.commit([OffsetMessage(offset_=4)])
+    consumer.commit([OffsetMessage(offset_=9)])  # sent before the first answer came
+    consumer.consume(10, 0.01)  # both answers: 5 refused, then 10 committed
+    assert consumer.uncommitted == {} and consumer._pending == {}
+    consumer.consume(10, 0.01)
+    assert client.commits == [{("t", 0): 5}, {("t", 0): 10}]  # 5 never committed after 10
+
+
+def test_a_refused_offset_committed_again_is_never_behind_a_commit_still_unanswered() -> None:
+    client = FakeClient(answers=[KafkaError.NOT_COORDINATOR, None, None])
+    consumer = consumer_with(client)
+    consumer.commit([OffsetMessage(offset_=4)])
+    consumer.commit([OffsetMessage(offset_=9)])
+    late = client.unanswered.pop()  # the answer to 10 is late
+    consumer.consume(10, 0.01)  # the answer to 5: refused
+    assert consumer.uncommitted == {("t", 0): 5}
+    consumer.consume(10, 0.01)  # committed again, waiting: as 10, not 5 (which could land after 10)
+    assert client.commits[-1] == {("t", 0): 10} and client.waited[-1] is True
+    client.unanswered.append(late)
+    consumer.consume(10, 0.01)
+    assert consumer.uncommitted == {} and consumer._pending == {}
+
+
+def test_lost_partitions_are_dropped_without_a_commit() -> None:
+    client = FakeClient()
+    consumer = consumer_with(client, partitions=(0, 1))
+    consumer.commit([OffsetMessage(partition_=1, offset_=7)])
+    from confluent_kafka import TopicPartition
+
+    consumer._lost(None, [TopicPartition("t", 1)])  # type: ignore[arg-type]
+    assert client.commits == [{("t", 1): 8}] and consumer.assignment == {("t", 0)} and consumer._pending == {}

@@ -109,7 +109,7 @@ class BatchConsumer:
         if self._consumer is None:
             self._consumer = Consumer({**self._config, "on_commit": self._answered})
             self._consumer.subscribe(self._topics, on_assign=self._assigned, on_revoke=self._revoked,
-                                     on_lost=self._revoked)
+                                     on_lost=self._lost)
         return self._consumer
 
     def consume(self, max_messages: int, timeout_s: float) -> list[Message]:
@@ -165,6 +165,8 @@ class BatchConsumer:
         merged = {tp: o for tp, o in self._refused.items() if tp in self.assignment}
         for tp, offset in offsets.items():
             merged[tp] = max(merged.get(tp, -1), offset)
+        for tp in merged:  # never behind a commit still unanswered (it could land first)
+            merged[tp] = max(merged[tp], self._pending.get(tp, -1))
         if not merged:
             return
         wanted = [TopicPartition(t, p, o) for (t, p), o in sorted(merged.items())]
@@ -215,6 +217,8 @@ class BatchConsumer:
             if failure is None or failure.code() == KafkaError._NO_OFFSET:
                 if self._pending.get(tp, -1) <= offset:
                     self._pending.pop(tp, None)
+                if self._refused.get(tp, -1) <= offset:  # an earlier refusal is covered: never commit it again
+                    self._refused.pop(tp, None)
                 continue
             if self._pending.get(tp, -1) <= offset:
                 self._pending.pop(tp, None)
@@ -322,6 +326,12 @@ class BatchConsumer:
                 out.append(ExpiredInput(tp.topic, tp.partition, None, low, high - low))
         return out
 
+    def _lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Taken away (this member was fenced or timed out): a commit would be refused; the next owner delivers
+        from the last committed offset."""
+        self._drop({(tp.topic, tp.partition) for tp in partitions})
+        log.info("lost %s", _names(partitions))
+
     def _revoked(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         # A revoke is only delivered inside consume(), after the last batch's offsets were sent; those still
         # unanswered are committed here, waiting, so the next owner starts after them (if this fails, it
@@ -333,11 +343,14 @@ class BatchConsumer:
                 self._commit(unanswered)
             except KafkaException as exc:
                 log.warning("offsets of revoked partitions not committed: %s", exc)
-        self.assignment -= revoked
-        for tp in revoked:  # the next owner redelivers from the last committed offset
+        self._drop(revoked)
+        log.info("revoked %s", _names(partitions))
+
+    def _drop(self, partitions: set[tuple[str, int]]) -> None:
+        self.assignment -= partitions
+        for tp in partitions:  # the next owner redelivers from the last committed offset
             self._refused.pop(tp, None)
             self._pending.pop(tp, None)
-        log.info("revoked %s", _names(partitions))
 
 
 def _error_of(exc: KafkaException) -> KafkaError | None:
