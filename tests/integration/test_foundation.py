@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -62,7 +63,12 @@ def test_a_tests_topics_and_groups_are_deleted_after_it_and_nobody_elses(kafka_b
     assert f"{ours}-group" in groups()
     try:
         assert sorted(delete_prefixed(kafka_bootstrap, ours)) == [f"{ours}-b", f"{ours}.a"]
+        # the controller has taken the deletion; the broker's metadata follows a moment later
+        deadline = time.monotonic() + 30
         left = set(admin.list_topics(timeout=10).topics)
+        while ({f"{ours}.a", f"{ours}-b"} & left) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            left = set(admin.list_topics(timeout=10).topics)
         assert f"{ours}.a" not in left and f"{ours}-b" not in left
         assert {f"{ours}x.c", f"{theirs}.d"} <= left
         assert f"{ours}-group" not in groups()
