@@ -292,3 +292,27 @@ def test_values_postgres_refuses_are_isolated_by_splitting_the_batch_and_the_res
         (C, "ClientRegistered"), (C, "ClientDetailsChanged"), ("001000000000004AAA", "ClientMarkedForResync"),
     ]
     assert rows(dsn, "SELECT client_id FROM resync_requests ORDER BY 1") == [(B,), ("001000000000004AAA",)]
+
+
+def test_a_value_postgres_refuses_early_in_a_long_copy_is_isolated_too(settings: Settings) -> None:
+    """The COPY goes out in chunks as its rows are made: a refusal in the first chunk, while later chunks are
+    still being sent, is the same row-data error, so bisection isolates the one message (150 messages)."""
+    from tests.unit.roles.ingest_kit import messages
+    from worker.adapters.salesforce.errors import ChangeEventParseError
+    from worker.application.bus import CommandBus
+
+    f = CdcFactory()
+    ids = [f"001000000000{i:03d}AAA" for i in range(100, 250)]
+    batch = messages(*(f.create(cid, Phone="+1\u0000555" if i == 3 else f"+1{i}") for i, cid in enumerate(ids)))
+    app = bootstrap.bootstrap(settings)
+    try:
+        processor = IngestProcessor(bootstrap.decoder(app), (ChangeEventParseError,), CommandBus(middleware=[]),
+                                    app.new_batch, app.rule)
+        outcome = processor.process(batch)
+    finally:
+        app.close()
+    assert [(letter.message.offset(), letter.stage.value) for letter in outcome.dead_letters] == [(3, "handle")]
+    dsn = settings.postgres.url.get_secret_value()
+    registered = rows(dsn, "SELECT stream_id FROM events WHERE event_type = 'ClientRegistered' ORDER BY 1")
+    assert [r[0] for r in registered] == [cid for i, cid in enumerate(ids) if i != 3]
+    assert rows(dsn, "SELECT client_id FROM resync_requests") == [(ids[3],)]
