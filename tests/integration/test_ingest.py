@@ -264,25 +264,32 @@ def test_a_change_refused_at_validate_is_dead_lettered_and_its_client_queued_for
     assert rows(dsn, "SELECT client_id FROM resync_requests") == [(A,)]
 
 
+def _process_without_value_rules(settings: Settings, batch: list[Any]) -> Any:
+    """One batch through the real ingest processor and store, with the value rules left out of the bus (so values
+    only PostgreSQL refuses reach it)."""
+    from worker.adapters.salesforce.errors import ChangeEventParseError
+    from worker.application.bus import CommandBus
+
+    app = bootstrap.bootstrap(settings)
+    try:
+        processor = IngestProcessor(bootstrap.decoder(app), (ChangeEventParseError,), CommandBus(middleware=[]),
+                                    app.new_batch, app.rule)
+        return processor.process(batch)
+    finally:
+        app.close()
+
+
 def test_values_postgres_refuses_are_isolated_by_splitting_the_batch_and_the_rest_is_applied(
     settings: Settings,
 ) -> None:
     """The last line of defence, against the real PostgreSQL: with the value rules left out of the bus, a NUL
     and an Infinity reach the event store, which refuses them (DataError); the batch is bisected."""
     from tests.unit.roles.ingest_kit import messages
-    from worker.adapters.salesforce.errors import ChangeEventParseError
-    from worker.application.bus import CommandBus
 
     f = CdcFactory()
     batch = messages(f.create(A), f.create(B, Phone="+1\u0000555"), f.create(C), f.update(A, Phone="1"),
                      f.create("001000000000004AAA", Custom__c=float("inf")), f.update(C, Phone="2"))
-    app = bootstrap.bootstrap(settings)
-    try:
-        processor = IngestProcessor(bootstrap.decoder(app), (ChangeEventParseError,), CommandBus(middleware=[]),
-                                    app.new_batch, app.rule)
-        outcome = processor.process(batch)
-    finally:
-        app.close()
+    outcome = _process_without_value_rules(settings, batch)
     assert [(letter.message.offset(), letter.stage.value) for letter in outcome.dead_letters] == [
         (1, "handle"), (4, "handle")]
     assert all(type(letter.error).__module__ == "psycopg.errors" for letter in outcome.dead_letters)
@@ -298,19 +305,11 @@ def test_a_value_postgres_refuses_early_in_a_long_copy_is_isolated_too(settings:
     """The COPY goes out in chunks as its rows are made: a refusal in the first chunk, while later chunks are
     still being sent, is the same row-data error, so bisection isolates the one message (150 messages)."""
     from tests.unit.roles.ingest_kit import messages
-    from worker.adapters.salesforce.errors import ChangeEventParseError
-    from worker.application.bus import CommandBus
 
     f = CdcFactory()
     ids = [f"001000000000{i:03d}AAA" for i in range(100, 250)]
     batch = messages(*(f.create(cid, Phone="+1\u0000555" if i == 3 else f"+1{i}") for i, cid in enumerate(ids)))
-    app = bootstrap.bootstrap(settings)
-    try:
-        processor = IngestProcessor(bootstrap.decoder(app), (ChangeEventParseError,), CommandBus(middleware=[]),
-                                    app.new_batch, app.rule)
-        outcome = processor.process(batch)
-    finally:
-        app.close()
+    outcome = _process_without_value_rules(settings, batch)
     assert [(letter.message.offset(), letter.stage.value) for letter in outcome.dead_letters] == [(3, "handle")]
     dsn = settings.postgres.url.get_secret_value()
     registered = rows(dsn, "SELECT stream_id FROM events WHERE event_type = 'ClientRegistered' ORDER BY 1")
