@@ -8,12 +8,14 @@ Needs KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (a role that may CREATE DATABASE)
 2. Stages, each in its own process (`stage.py`), steady-state rate and peak RSS: raw ceiling, ingest, naive
    (over min(N, BENCH_NAIVE_N=20 000) messages), relay, projector; then the database size per million events.
 3. End-to-end latency: a second, smaller workload (BENCH_E2E_N, default about 30 s of feed) produced at half the
-   measured ingest rate while ingest + relay + projector run together; sampled clients' read-model versions are
-   polled every 10 ms; latency = first poll that shows the version a message produced - its Kafka timestamp.
+   measured ingest rate (or at BENCH_E2E_RATE messages/s: one rate for runs to compare) while ingest + relay +
+   projector run together; sampled clients' read-model versions are polled every 10 ms; latency = first poll that
+   shows the version a message produced - its Kafka timestamp.
    The median per hop (ingest commit, relay publish, projector transaction, poll) comes from the database's
    recorded_at / projected_at of each sampled client's last change.
    The CPUs each kind of process used during the feed (the roles, Kafka, PostgreSQL, this bench) are sampled from
-   /proc once a second (`cpu_during_feed`): the pass shares the host with all of them.
+   /proc once a second (`cpu_during_feed`): the pass shares the host with all of them; PostgreSQL's also by the
+   session or background process it went to (`postgresql_cpu_by_backend`).
 4. Aggregate load time of a 10 000-event stream, with snapshots every 100 events and with none.
 5. The same workload at BENCH_SCALE x N (5; 1 skips it): raw, ingest, relay, projector, database size.
 6. Convergence (`converge.py`): `worker backfill` and a full `worker reconcile` of BENCH_CONVERGE_N Accounts
@@ -81,6 +83,7 @@ class Config:
     naive_n: int
     peer: bool
     e2e_n: int | None
+    e2e_rate: float | None
     idle_s: float
     batch_size: int | None
     batch_timeout_s: float | None
@@ -105,6 +108,7 @@ class Config:
             naive_n=int(env.get("BENCH_NAIVE_N", "20000")),
             peer=env.get("BENCH_PEER", "1") not in ("", "0"),
             e2e_n=int(env["BENCH_E2E_N"]) if env.get("BENCH_E2E_N") else None,
+            e2e_rate=float(env["BENCH_E2E_RATE"]) if env.get("BENCH_E2E_RATE") else None,
             idle_s=float(env.get("BENCH_IDLE_S", "2.0")),
             batch_size=int(env["BENCH_BATCH_SIZE"]) if env.get("BENCH_BATCH_SIZE") else None,
             batch_timeout_s=float(env["BENCH_BATCH_TIMEOUT_S"]) if env.get("BENCH_BATCH_TIMEOUT_S") else None,
@@ -335,6 +339,7 @@ class Stage:
         config_path.write_text(json.dumps({**cfg, "result": str(self.result_path), "log_level": res.cfg.log_level}))
         env = {k: v for k, v in os.environ.items() if not k.startswith("WORKER_")}
         env["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [env.get("PYTHONPATH")])])
+        env["PGAPPNAME"] = f"bench-{role}"  # libpq names the stage's sessions: the CPU sampler splits PG by them
         command = [sys.executable, "-m", "tests.benchmarks.stage", role, str(config_path)]
         if role in res.cfg.profile or f"{label}-{role}" in res.cfg.profile:
             command = profiled(command, res, f"{label}-{role}")
@@ -486,17 +491,22 @@ def throughput_pass(res: Resources, label: str, n: int, *, naive: bool, clients:
 
 class CpuSampler(threading.Thread):
     """CPU of every process on this host, by kind (the roles, Kafka, PostgreSQL, this bench), read from /proc once
-    a second: what the e2e pass shares the CPUs with. Linux only (elsewhere it reports nothing)."""
+    a second: what the e2e pass shares the CPUs with. Linux only (elsewhere it reports nothing). Given the
+    database, PostgreSQL's processes are also split by whom they serve (`by_backend`): a session by its
+    application_name (each stage's is `bench-<role>`, the poller's `bench-poller`), any other process by its
+    backend type (walwriter, checkpointer, autovacuum worker, ...)."""
 
     KINDS = (("tests.benchmarks.stage ingest", "ingest"), ("tests.benchmarks.stage relay", "relay"),
              ("tests.benchmarks.stage projector", "projector"), ("tests.benchmarks.stage e2e", "roles"),
              ("kafka.Kafka", "kafka"), ("postgres", "postgresql"))
 
-    def __init__(self) -> None:
+    def __init__(self, dsn: str | None = None) -> None:
         super().__init__(name="cpu-sampler", daemon=True)
         self._stop_event = threading.Event()
         self._tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+        self._dsn = dsn
         self.samples: list[dict[str, float]] = []
+        self.backend_samples: list[dict[str, float]] = []
 
     def _kind(self, pid: int, cmdline: str) -> str:
         if pid == os.getpid():
@@ -521,24 +531,51 @@ class CpuSampler(threading.Thread):
     def run(self) -> None:
         if not os.path.isdir("/proc"):
             return
-        before, at = self._read(), time.monotonic()
-        while not self._stop_event.wait(1.0):
-            now, now_at = self._read(), time.monotonic()
-            shares: dict[str, float] = {}
-            for pid, (kind, cpu) in now.items():
-                used = cpu - before[pid][1] if pid in before else 0.0
-                shares[kind] = shares.get(kind, 0.0) + used / (now_at - at)
-            self.samples.append(shares)
-            before, at = now, now_at
+        conn = psycopg.connect(self._dsn, autocommit=True, application_name="bench-sampler") if self._dsn else None
+        try:
+            backends = self._backends(conn)
+            before, at = self._read(), time.monotonic()
+            while not self._stop_event.wait(1.0):
+                now, now_at = self._read(), time.monotonic()
+                backends.update(self._backends(conn))
+                shares: dict[str, float] = {}
+                by_backend: dict[str, float] = {}
+                for pid, (kind, cpu) in now.items():
+                    used = (cpu - before[pid][1] if pid in before else 0.0) / (now_at - at)
+                    shares[kind] = shares.get(kind, 0.0) + used
+                    if kind == "postgresql":
+                        name = backends.get(pid, "postmaster and others")
+                        by_backend[name] = by_backend.get(name, 0.0) + used
+                self.samples.append(shares)
+                self.backend_samples.append(by_backend)
+                before, at = now, now_at
+        finally:
+            if conn is not None:
+                conn.close()
+
+    @staticmethod
+    def _backends(conn: Any) -> dict[int, str]:
+        if conn is None:
+            return {}
+        rows = conn.execute("SELECT pid, coalesce(nullif(application_name, ''), backend_type) FROM pg_stat_activity")
+        return {pid: name for pid, name in rows.fetchall()}
 
     def stop(self) -> dict[str, float] | None:
         """The mean CPUs each kind used while sampled (None when nothing was sampled)."""
         self._stop_event.set()
         self.join(5)
-        if not self.samples:
+        return self._means(self.samples)
+
+    def by_backend(self) -> dict[str, float] | None:
+        """PostgreSQL's mean CPUs by the session or background process they went to (after `stop`)."""
+        return self._means(self.backend_samples)
+
+    @staticmethod
+    def _means(samples: list[dict[str, float]]) -> dict[str, float] | None:
+        if not samples:
             return None
-        kinds = sorted({k for sample in self.samples for k in sample})
-        return {k: round(sum(s.get(k, 0.0) for s in self.samples) / len(self.samples), 3) for k in kinds}
+        kinds = sorted({k for sample in samples for k in sample})
+        return {k: round(sum(s.get(k, 0.0) for s in samples) / len(samples), 3) for k in kinds}
 
 
 # An empty outbox larger than this after VACUUM: its emptied end was not truncated (seen twice at x10, 252 MiB).
@@ -581,7 +618,7 @@ class VersionPoller(threading.Thread):
         self.polls = 0
 
     def run(self) -> None:
-        with psycopg.connect(self._dsn, autocommit=True) as conn:
+        with psycopg.connect(self._dsn, autocommit=True, application_name="bench-poller") as conn:
             while True:
                 stopping = self._stop_event.is_set()
                 rows = conn.execute("SELECT client_id, version FROM client_summary WHERE client_id = ANY(%s)",
@@ -654,7 +691,8 @@ def hop_breakdown(dsn: str, sample: list[str], produced: dict[tuple[int, int], f
 def e2e_pass(res: Resources, ingest_rate: float | None) -> dict[str, Any]:
     """Ingest + relay + projector together, fed at half the ingest rate; produce -> read model latency."""
     cfg = res.cfg
-    rate = max(20.0, (ingest_rate or 400.0) / 2)
+    rate = cfg.e2e_rate or max(20.0, (ingest_rate or 400.0) / 2)
+    fed_at = "fixed by BENCH_E2E_RATE" if cfg.e2e_rate else "half the ingest rate"
     n = cfg.e2e_n or max(min(cfg.n, 1000), min(cfg.n, 20_000, int(rate * 30)))
     clients = cfg.clients_for(n)
     label = "e2e"
@@ -665,7 +703,7 @@ def e2e_pass(res: Resources, ingest_rate: float | None) -> dict[str, Any]:
     messages = list(workload.messages())
     warm_ids = [client_id("BW", i) for i in range(E2E_WARMUP)]
     sample = sorted(random.Random(cfg.seed).sample(workload.ids, min(len(workload.ids), E2E_SAMPLE)))
-    log(f"{label}: {n:,} messages over {clients:,} clients at {rate:,.0f}/s (half the ingest rate),"
+    log(f"{label}: {n:,} messages over {clients:,} clients at {rate:,.0f}/s ({fed_at}),"
         f" {len(sample)} clients sampled")
     if cfg.e2e_mode == "processes":  # no shared "upstream stopped" signal: a longer idle time instead
         stages = [Stage(res, role, label, {"settings": overrides, "idle_s": max(cfg.idle_s, 3.0) + 7})
@@ -697,7 +735,7 @@ def e2e_pass(res: Resources, ingest_rate: float | None) -> dict[str, Any]:
     log(f"{label}: roles warm ({time.perf_counter() - started_at:.1f}s after start); feeding")
     poller = VersionPoller(dsn, sample)
     poller.start()
-    sampler = CpuSampler()
+    sampler = CpuSampler(dsn)
     sampler.start()
     t0 = time.monotonic()
     for i, (key, value, headers) in enumerate(messages):
@@ -715,9 +753,13 @@ def e2e_pass(res: Resources, ingest_rate: float | None) -> dict[str, Any]:
     feed_s = time.monotonic() - t0
     cpu = sampler.stop()
     log(f"{label}: fed {len(messages):,} messages in {feed_s:.1f}s; waiting for the roles to go idle")
+    pg_cpu = sampler.by_backend()
     if cpu:
         log(f"{label}: CPUs busy during the feed (of {os.cpu_count()}): {sum(cpu.values()):.2f}: "
             + ", ".join(f"{k} {v:.2f}" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])))
+    if pg_cpu:
+        log(f"{label}: PostgreSQL's CPUs by backend: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in sorted(pg_cpu.items(), key=lambda kv: -kv[1]) if v >= 0.005))
     results = [stage.wait(timeout_s=max(300.0, feed_s * 10)) for stage in stages]
     poller.stop()
     if failures:
@@ -755,12 +797,13 @@ def e2e_pass(res: Resources, ingest_rate: float | None) -> dict[str, Any]:
     log(f"{label}: {len(latencies)} changes timed: p50 {p50 or 0:.3f}s p95 {p95 or 0:.3f}s p99 {p99 or 0:.3f}s;"
         f" peak RSS {rss:.0f} MiB ({cfg.e2e_mode})")
     return {
-        "n": len(messages), "clients": clients, "feed_rate_per_s": rate, "feed_s": feed_s,
+        "n": len(messages), "clients": clients, "feed_rate_per_s": rate, "feed_rate_fixed": bool(cfg.e2e_rate),
+        "feed_s": feed_s,
         "sampled_clients": len(sample), "changes_timed": len(latencies), "unseen": unseen, "polls": poller.polls,
         "poll_interval_s": POLL_S, "p50_s": p50, "p95_s": p95, "p99_s": p99,
         "max_s": max(latencies) if latencies else None, "median_hops_s": hops,
         "mean_s": statistics.fmean(latencies) if latencies else None, "rss_mb": rss, "mode": cfg.e2e_mode,
-        "cpu_during_feed": cpu, "worst_by_window_s": worst,
+        "cpu_during_feed": cpu, "postgresql_cpu_by_backend": pg_cpu, "worst_by_window_s": worst,
         "batch_timeout_s": settings.kafka.batch_timeout_s,
     }
 
