@@ -9,10 +9,10 @@ Needs KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (a role that may CREATE DATABASE)
    (over min(N, BENCH_NAIVE_N=20 000) messages), relay, projector; then the database size per million events.
 3. End-to-end latency: a second, smaller workload (BENCH_E2E_N, default about 30 s of feed) produced at half the
    measured ingest rate (or at BENCH_E2E_RATE messages/s: one rate for runs to compare) while ingest + relay +
-   projector run together; sampled clients' read-model versions are polled every 10 ms; latency = first poll that
-   shows the version a message produced - its Kafka timestamp.
-   The median per hop (ingest commit, relay publish, projector transaction, poll) comes from the database's
-   recorded_at / projected_at of each sampled client's last change.
+   projector run together; latency = the time the projector's transaction holding the last event of a change had
+   committed (noted by the projector stage per event) - the change's Kafka timestamp, for every change fed.
+   The median per hop (ingest commit, relay publish, projector transaction, its commit) comes from the database's
+   recorded_at / projected_at of each client's last change and the relay's produce times.
    The CPUs each kind of process used during the feed (the roles, Kafka, PostgreSQL, this bench) are sampled from
    /proc once a second (`cpu_during_feed`): the pass shares the host with all of them; PostgreSQL's also by the
    session or background process it went to (`postgresql_cpu_by_backend`).
@@ -37,7 +37,6 @@ import contextlib
 import json
 import os
 import platform
-import random
 import shutil
 import statistics
 import subprocess
@@ -63,11 +62,7 @@ from tests.benchmarks.workload import Workload, client_id
 REPO = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
 SNAPSHOT_EVENTS = 10_000
-# Clients whose read-model versions the poller reads every POLL_S. It was 500: the poll then took a third of a core
-# of PostgreSQL from the roles it measures (the e2e pass shares two CPUs with them).
-E2E_SAMPLE = 100
 E2E_WARMUP = 20
-POLL_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -493,7 +488,7 @@ class CpuSampler(threading.Thread):
     """CPU of every process on this host, by kind (the roles, Kafka, PostgreSQL, this bench), read from /proc once
     a second: what the e2e pass shares the CPUs with. Linux only (elsewhere it reports nothing). Given the
     database, PostgreSQL's processes are also split by whom they serve (`by_backend`): a session by its
-    application_name (each stage's is `bench-<role>`, the poller's `bench-poller`), any other process by its
+    application_name (each stage's is `bench-<role>`), any other process by its
     backend type (walwriter, checkpointer, autovacuum worker, ...)."""
 
     KINDS = (("tests.benchmarks.stage ingest", "ingest"), ("tests.benchmarks.stage relay", "relay"),
@@ -607,43 +602,6 @@ def outbox_vacuum_again(dsn: str, label: str, outbox_mb: float, empty: int, even
 TIMELINE_S = 2  # the e2e pass's latency timeline: the worst latency of each window of the feed
 
 
-class VersionPoller(threading.Thread):
-    """Polls the read-model versions of the sampled clients; keeps (time, version) at every change."""
-
-    def __init__(self, dsn: str, client_ids: list[str]) -> None:
-        super().__init__(name="version-poller", daemon=True)
-        self._dsn, self._ids = dsn, client_ids
-        self._stop_event = threading.Event()
-        self.seen: dict[str, list[tuple[float, int]]] = {cid: [] for cid in client_ids}
-        self.polls = 0
-
-    def run(self) -> None:
-        with psycopg.connect(self._dsn, autocommit=True, application_name="bench-poller") as conn:
-            while True:
-                stopping = self._stop_event.is_set()
-                rows = conn.execute("SELECT client_id, version FROM client_summary WHERE client_id = ANY(%s)",
-                                    (self._ids,)).fetchall()
-                now = time.time()
-                self.polls += 1
-                for cid, version in rows:
-                    history = self.seen[cid]
-                    if not history or history[-1][1] != version:
-                        history.append((now, version))
-                if stopping:
-                    return
-                time.sleep(POLL_S)
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join(30)
-
-    def visible_at(self, cid: str, version: int) -> float | None:
-        for at, seen in self.seen.get(cid, []):
-            if seen >= version:
-                return at
-        return None
-
-
 def published_at(bootstrap: str, topic: str, timeout_s: float = 30.0) -> dict[str, float]:
     """event_id -> the time the relay produced it (the record's CreateTime on `client.events`)."""
     out: dict[str, float] = {}
@@ -657,24 +615,23 @@ def published_at(bootstrap: str, topic: str, timeout_s: float = 30.0) -> dict[st
     return out
 
 
-def hop_breakdown(dsn: str, sample: list[str], produced: dict[tuple[int, int], float],
-                  poller: VersionPoller, published: dict[str, float] | None = None) -> dict[str, float]:
-    """Where the time goes, for each sampled client's last change: produce -> the ingest transaction's start
+def hop_breakdown(dsn: str, produced: dict[tuple[int, int], float], committed: dict[str, float],
+                  published: dict[str, float] | None = None) -> dict[str, float]:
+    """Where the time goes, for each client's last change: produce -> the ingest transaction's start
     (events.recorded_at: the consume wait, the batch and its decoding) -> the relay's produce to `client.events`
     (its CreateTime: the ingest commit, the relay's wake-up and read) -> the projector transaction's start
-    (client_summary.projected_at: the projector's consume wait) -> the poll that saw it (the projector's commit
-    and the poll interval)."""
+    (client_summary.projected_at: the projector's consume wait) -> the projector's transaction committed (its
+    batch and commit)."""
     with psycopg.connect(dsn) as conn:
         rows = conn.execute(
-            "SELECT s.client_id, s.version, (e.metadata->>'source_partition')::int,"
-            " (e.metadata->>'source_offset')::bigint, extract(epoch FROM e.recorded_at)::float8,"
-            " extract(epoch FROM s.projected_at)::float8, e.event_id::text"
+            "SELECT (e.metadata->>'source_partition')::int, (e.metadata->>'source_offset')::bigint,"
+            " extract(epoch FROM e.recorded_at)::float8, extract(epoch FROM s.projected_at)::float8, e.event_id::text"
             " FROM client_summary s JOIN events_with_metadata e ON e.stream_id = s.client_id AND e.version = s.version"
-            " WHERE s.client_id = ANY(%s)", (sample,)).fetchall()
+        ).fetchall()
     spans: dict[str, list[float]] = {}
-    for cid, version, partition, offset, recorded, projected, event_id in rows:
+    for partition, offset, recorded, projected, event_id in rows:
         at_produce = produced.get((partition, offset))
-        seen = poller.visible_at(cid, version)
+        seen = committed.get(event_id)
         if at_produce is None or seen is None:
             continue
         spans.setdefault("consume wait + decode (produce -> ingest tx)", []).append(recorded - at_produce)
@@ -684,12 +641,14 @@ def hop_breakdown(dsn: str, sample: list[str], produced: dict[tuple[int, int], f
         else:
             spans.setdefault("ingest commit + relay (-> published)", []).append(relayed - recorded)
             spans.setdefault("projector consume (-> projector tx)", []).append(projected - relayed)
-        spans.setdefault("projector commit + poll (-> seen)", []).append(seen - projected)
+        spans.setdefault("projector batch + commit (-> committed)", []).append(seen - projected)
     return {k: statistics.median(v) for k, v in spans.items()}
 
 
 def e2e_pass(res: Resources, ingest_rate: float | None) -> dict[str, Any]:
-    """Ingest + relay + projector together, fed at half the ingest rate; produce -> read model latency."""
+    """Ingest + relay + projector together, fed at half the ingest rate; produce -> read model latency: from a
+    change's Kafka timestamp to the moment the projector's transaction holding its last event had committed (the
+    projector stage notes it per event, see `stage._timed_metrics`), for every change of the feed."""
     cfg = res.cfg
     rate = cfg.e2e_rate or max(20.0, (ingest_rate or 400.0) / 2)
     fed_at = "fixed by BENCH_E2E_RATE" if cfg.e2e_rate else "half the ingest rate"
@@ -702,14 +661,12 @@ def e2e_pass(res: Resources, ingest_rate: float | None) -> dict[str, Any]:
     workload = Workload(n, clients, cfg.seed + 1, cfg.fmt, tag="BE")
     messages = list(workload.messages())
     warm_ids = [client_id("BW", i) for i in range(E2E_WARMUP)]
-    sample = sorted(random.Random(cfg.seed).sample(workload.ids, min(len(workload.ids), E2E_SAMPLE)))
-    log(f"{label}: {n:,} messages over {clients:,} clients at {rate:,.0f}/s ({fed_at}),"
-        f" {len(sample)} clients sampled")
+    log(f"{label}: {n:,} messages over {clients:,} clients at {rate:,.0f}/s ({fed_at})")
     if cfg.e2e_mode == "processes":  # no shared "upstream stopped" signal: a longer idle time instead
-        stages = [Stage(res, role, label, {"settings": overrides, "idle_s": max(cfg.idle_s, 3.0) + 7})
+        stages = [Stage(res, role, label, {"settings": overrides, "idle_s": max(cfg.idle_s, 3.0) + 7, "stamp": True})
                   for role in ("ingest", "relay", "projector")]
     else:
-        stages = [Stage(res, "e2e", label, {"settings": overrides, "idle_s": max(cfg.idle_s, 3.0)})]
+        stages = [Stage(res, "e2e", label, {"settings": overrides, "idle_s": max(cfg.idle_s, 3.0), "stamp": True})]
     started_at = time.perf_counter()
     topic = settings.kafka.cdc_topic
     producer = Producer({"bootstrap.servers": cfg.bootstrap, "enable.idempotence": True, "linger.ms": 5})
@@ -733,8 +690,6 @@ def e2e_pass(res: Resources, ingest_rate: float | None) -> dict[str, Any]:
             raise RuntimeError("the warm-up clients never reached the read model")
         time.sleep(0.05)
     log(f"{label}: roles warm ({time.perf_counter() - started_at:.1f}s after start); feeding")
-    poller = VersionPoller(dsn, sample)
-    poller.start()
     sampler = CpuSampler(dsn)
     sampler.start()
     t0 = time.monotonic()
@@ -761,23 +716,25 @@ def e2e_pass(res: Resources, ingest_rate: float | None) -> dict[str, Any]:
         log(f"{label}: PostgreSQL's CPUs by backend: " + ", ".join(
             f"{k} {v:.2f}" for k, v in sorted(pg_cpu.items(), key=lambda kv: -kv[1]) if v >= 0.005))
     results = [stage.wait(timeout_s=max(300.0, feed_s * 10)) for stage in stages]
-    poller.stop()
+    committed: dict[str, float] = {k: v for r in results for k, v in (r.get("committed_at") or {}).items()}
     if failures:
         raise RuntimeError(f"{len(failures)} e2e messages not produced: {failures[:3]}")
 
     with psycopg.connect(dsn) as conn:
+        # per change (a source message and a client): the event id of its last event
         rows = conn.execute(
-            "SELECT stream_id, max(version), (metadata->>'source_partition')::int, (metadata->>'source_offset')::bigint"
-            " FROM events_with_metadata WHERE stream_id = ANY(%s) AND metadata ? 'source_offset'"
-            " GROUP BY 1, 3, 4", (sample,)).fetchall()
+            "SELECT DISTINCT ON (stream_id, 2, 3) (metadata->>'source_partition')::int,"
+            " (metadata->>'source_offset')::bigint, stream_id, event_id::text"
+            " FROM events_with_metadata WHERE metadata ? 'source_offset' ORDER BY stream_id, 2, 3, version DESC"
+        ).fetchall()
     latencies, unseen = [], 0
     timeline: dict[int, list[float]] = {}  # latencies by the second of the feed their change was produced in
     fed_from = min(produced.values()) if produced else 0.0
-    for stream_id, version, partition, offset in rows:
+    for partition, offset, _stream_id, event_id in rows:
         at_produce = produced.get((partition, offset))
         if at_produce is None:
             continue  # a warm-up message
-        visible = poller.visible_at(stream_id, version)
+        visible = committed.get(event_id)
         if visible is None:
             unseen += 1
             continue
@@ -788,8 +745,8 @@ def e2e_pass(res: Resources, ingest_rate: float | None) -> dict[str, Any]:
         # a stall shows as one or two high windows, a queue as a run of rising ones
         log(f"{label}: worst latency per {TIMELINE_S}s of the feed: " + " ".join(f"{v:.2f}" for v in worst.values()))
     if unseen:
-        log(f"{label}: WARNING {unseen} sampled changes never seen in the read model")
-    hops = hop_breakdown(dsn, sample, produced, poller, published_at(cfg.bootstrap, settings.kafka.events_topic))
+        log(f"{label}: WARNING {unseen} changes never reported committed by the projector")
+    hops = hop_breakdown(dsn, produced, committed, published_at(cfg.bootstrap, settings.kafka.events_topic))
     if hops:
         log(f"{label}: median per hop: " + ", ".join(f"{k} {v:.3f}s" for k, v in hops.items()))
     p50, p95, p99 = (percentile(latencies, q) for q in (50, 95, 99))
@@ -799,8 +756,8 @@ def e2e_pass(res: Resources, ingest_rate: float | None) -> dict[str, Any]:
     return {
         "n": len(messages), "clients": clients, "feed_rate_per_s": rate, "feed_rate_fixed": bool(cfg.e2e_rate),
         "feed_s": feed_s,
-        "sampled_clients": len(sample), "changes_timed": len(latencies), "unseen": unseen, "polls": poller.polls,
-        "poll_interval_s": POLL_S, "p50_s": p50, "p95_s": p95, "p99_s": p99,
+        "sampled_clients": clients, "changes_timed": len(latencies), "unseen": unseen,
+        "timed_at": "the projector's commit", "p50_s": p50, "p95_s": p95, "p99_s": p99,
         "max_s": max(latencies) if latencies else None, "median_hops_s": hops,
         "mean_s": statistics.fmean(latencies) if latencies else None, "rss_mb": rss, "mode": cfg.e2e_mode,
         "cpu_during_feed": cpu, "postgresql_cpu_by_backend": pg_cpu, "worst_by_window_s": worst,

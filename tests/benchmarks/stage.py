@@ -46,8 +46,10 @@ def _settings(cfg: dict[str, Any]) -> Any:
     return load_settings(_env_file=None, **cfg["settings"])
 
 
-def _timed_metrics(span: Span) -> Any:
-    """The worker's Metrics, with each per-batch callback also closing a batch of `span`."""
+def _timed_metrics(span: Span, committed: dict[str, float] | None = None) -> Any:
+    """The worker's Metrics, with each per-batch callback also closing a batch of `span`. Given ``committed``, the
+    projector's callback (called once its transaction has committed and its offsets are sent) notes the time
+    for the event id of every record of the batch: when the read model showed it (the e2e pass's latency)."""
     from worker.observability import Metrics
 
     class TimedMetrics(Metrics):
@@ -60,6 +62,12 @@ def _timed_metrics(span: Span) -> Any:
             super().projector_batch(*args)
             batch, outcome = args[-2], args[-1]
             span.end(len(batch), outcome.applied, len(outcome.dead_letters))
+            if committed is not None:
+                now = time.time()
+                for message in batch:
+                    event_id = next((v for k, v in message.headers() or () if k == "event_id"), None)
+                    if event_id is not None:
+                        committed[event_id.decode()] = now
 
         def relay_published(self, rows: Sequence[Any]) -> None:
             super().relay_published(rows)
@@ -75,7 +83,8 @@ def run_role(cfg: dict[str, Any], role: str) -> dict[str, Any]:
 
     span = Span()
     settings = _settings(cfg)
-    app = bootstrap.bootstrap(settings, metrics=_timed_metrics(span))
+    committed: dict[str, float] | None = {} if cfg.get("stamp") and role == "projector" else None
+    app = bootstrap.bootstrap(settings, metrics=_timed_metrics(span, committed))
     bootstrap.tune_gc(settings.gc_threshold)  # as `worker run` does
     builders: dict[str, Callable[..., Any]] = {
         "ingest": bootstrap.ingest_loop, "relay": bootstrap.relay, "projector": bootstrap.projector_loop,
@@ -85,7 +94,8 @@ def run_role(cfg: dict[str, Any], role: str) -> dict[str, Any]:
         code = int(builders[role](app, Stopper(), IdleClock(cfg["idle_s"])).run())
     finally:
         app.close()
-    return {"code": code, "wall_s": time.perf_counter() - started, **span.figures()}
+    stamps = {"committed_at": committed} if committed is not None else {}
+    return {"code": code, "wall_s": time.perf_counter() - started, **span.figures(), **stamps}
 
 
 def run_all(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -95,7 +105,8 @@ def run_all(cfg: dict[str, Any]) -> dict[str, Any]:
 
     spans = Span()
     settings = _settings(cfg)
-    app = bootstrap.bootstrap(settings, metrics=_timed_metrics(spans))
+    committed: dict[str, float] | None = {} if cfg.get("stamp") else None
+    app = bootstrap.bootstrap(settings, metrics=_timed_metrics(spans, committed))
     bootstrap.tune_gc(settings.gc_threshold)  # as `worker run` does
     stopper = Stopper()
     roles = [("ingest", bootstrap.ingest_loop), ("relay", bootstrap.relay), ("projector", bootstrap.projector_loop)]
@@ -121,7 +132,9 @@ def run_all(cfg: dict[str, Any]) -> dict[str, Any]:
     for thread in threads:
         thread.join()
     app.close()
-    return {"code": max(codes.values(), default=1), "codes": codes, "wall_s": time.perf_counter() - started}
+    stamps = {"committed_at": committed} if committed is not None else {}
+    return {"code": max(codes.values(), default=1), "codes": codes, "wall_s": time.perf_counter() - started,
+            **stamps}
 
 
 # -- baselines ---------------------------------------------------------------------------------------------------
