@@ -5,12 +5,12 @@ unanswered."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from tests.conftest import wait_for
 from worker.adapters.kafka.admin import create_topics, worker_topics
 from worker.adapters.kafka.consumer import BatchConsumer, consumer_config
 from worker.config import KafkaSettings
@@ -48,15 +48,12 @@ def test_librdkafka_answers_each_commit_that_does_not_wait_once_and_a_commit_tha
                          "enable.auto.commit": False, "auto.offset.reset": "earliest", "on_commit": on_commit})
     consumer.subscribe([topic])
     try:
-        deadline = time.monotonic() + 60
-        while not consumer.assignment() and time.monotonic() < deadline:
-            consumer.poll(0.2)
+        wait_for(lambda: (consumer.poll(0.2), consumer.assignment())[1], 60, "the partitions assigned")
         consumer.commit(offsets=[TopicPartition(topic, 0, 2)], asynchronous=False)
         consumer.commit(offsets=[TopicPartition(topic, 0, 4), TopicPartition(topic, 1, 3)], asynchronous=True)
         consumer.commit(offsets=[TopicPartition(topic, 0, 4), TopicPartition(topic, 1, 3)], asynchronous=True)
         assert answers == []  # only ever served inside a poll/consume
-        while len(answers) < 2 and time.monotonic() < deadline:
-            consumer.consume(10, 0.2)
+        wait_for(lambda: (consumer.consume(10, 0.2), len(answers) >= 2)[1], 60, "two commit callbacks")
         for _ in range(3):  # nothing more comes: no answer for the commit that waited
             consumer.consume(10, 0.2)
     finally:
@@ -71,15 +68,18 @@ def test_a_batch_consumer_commits_without_waiting_and_its_offsets_land(
     _topic(kafka_bootstrap, topic, 2, 40)
     consumer = BatchConsumer(consumer_config(KafkaSettings(bootstrap_servers=kafka_bootstrap), group), [topic])
     seen: list[Any] = []
-    deadline = time.monotonic() + 60
-    while len(seen) < 40 and time.monotonic() < deadline:
+
+    def consume_and_commit() -> bool:
         batch = consumer.consume(7, 0.5)
-        seen += batch
+        seen.extend(batch)
         if batch:
             consumer.commit(batch)
+        return len(seen) >= 40
+
+    wait_for(consume_and_commit, 60, "40 messages consumed")
     assert len(seen) == 40
-    while consumer._pending and time.monotonic() < deadline:  # answered inside consume()
-        consumer.consume(7, 0.2)
+    # answered inside consume()
+    wait_for(lambda: (consumer.consume(7, 0.2), not consumer._pending)[1], 60, "the commits answered")
     assert consumer._pending == {} and consumer.uncommitted == {}
     assert _committed(kafka_bootstrap, group, topic, 2) == {0: 20, 1: 20}
     # a commit still unanswered when the consumer closes is committed by the close, waiting
@@ -87,8 +87,7 @@ def test_a_batch_consumer_commits_without_waiting_and_its_offsets_land(
     second = BatchConsumer(consumer_config(KafkaSettings(bootstrap_servers=kafka_bootstrap), f"{group}2"),
                            [f"{topic}2"])
     got: list[Any] = []
-    while len(got) < 5 and time.monotonic() < deadline:
-        got += second.consume(5, 0.5)
+    wait_for(lambda: (got.extend(second.consume(5, 0.5)), len(got) >= 5)[1], 60, "5 messages consumed")
     second.commit(got)
     assert second._pending == {(f"{topic}2", 0): 5}
     second.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,6 +11,7 @@ import psycopg
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
+from tests.conftest import wait_for
 from worker.adapters.kafka.admin import create_topics, worker_topics
 from worker.adapters.postgres.migrate import available, migrate
 from worker.config import KafkaSettings
@@ -64,12 +64,11 @@ def test_a_tests_topics_and_groups_are_deleted_after_it_and_nobody_elses(kafka_b
     try:
         assert sorted(delete_prefixed(kafka_bootstrap, ours)) == [f"{ours}-b", f"{ours}.a"]
         # the controller has taken the deletion; the broker's metadata follows a moment later
-        deadline = time.monotonic() + 30
-        left = set(admin.list_topics(timeout=10).topics)
-        while ({f"{ours}.a", f"{ours}-b"} & left) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        def gone() -> set[str] | None:
             left = set(admin.list_topics(timeout=10).topics)
-        assert f"{ours}.a" not in left and f"{ours}-b" not in left
+            return None if {f"{ours}.a", f"{ours}-b"} & left else left
+
+        left = wait_for(gone, 30, "the deleted topics gone from the broker's metadata")
         assert {f"{ours}x.c", f"{theirs}.d"} <= left
         assert f"{ours}-group" not in groups()
     finally:

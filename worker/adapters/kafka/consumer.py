@@ -214,14 +214,12 @@ class BatchConsumer:
             answers = {tp: (offset, error) for tp, offset in self._pending.items()}
         retry: dict[tuple[str, int], int] = {}
         for tp, (offset, failure) in answers.items():
+            if self._pending.get(tp, -1) <= offset:  # answered, either way (a later commit may still be in flight)
+                self._pending.pop(tp, None)
             if failure is None or failure.code() == KafkaError._NO_OFFSET:
-                if self._pending.get(tp, -1) <= offset:
-                    self._pending.pop(tp, None)
                 if self._refused.get(tp, -1) <= offset:  # an earlier refusal is covered: never commit it again
                     self._refused.pop(tp, None)
                 continue
-            if self._pending.get(tp, -1) <= offset:
-                self._pending.pop(tp, None)
             if failure.code() in _REBALANCED or failure.code() in TRANSIENT_COMMIT_ERRORS:
                 if tp in self.assignment and offset >= 0:
                     retry[tp] = offset
