@@ -259,3 +259,22 @@ def test_a_page_of_the_outbox_looks_up_its_events_by_index_and_reads_no_more_of_
     assert on_events[0]["Index Name"] == "events_global_position_key"
     assert on_events[0]["Actual Loops"] == 500  # one lookup per row of the page
     assert nodes[0]["Node Type"] == "Limit" and nodes[0]["Actual Rows"] == 500
+
+
+def test_a_page_over_several_batches_gives_each_row_its_own_batch_s_shared_metadata(
+    database_url: str, store: PostgresEventStore
+) -> None:
+    """The relay parses a batch's shared metadata once for the page: rows of three batches, told apart by what
+    their batches share (worker version, source topic, command), each come back exactly as appended."""
+    migrate(database_url)
+    appended: list[StoredEvent] = []
+    for n, commands in enumerate(([register(A), register(B)], [change_phone(A, "1"), register(C)],
+                                  [change_phone(B, "2"), change_phone(A, "3"), change_phone(C, "4")])):
+        batch = ClientBatch(store, snapshot_interval=100, worker_version=f"v{n}")
+        for command in commands:
+            CommandBus().handle(command, HandlerContext(batch, StatusRule()))
+        batch.commit()
+        appended += batch.changes().events
+    assert len(set(rows(database_url, "SELECT batch_id FROM events"))) == 3
+    assert as_recorded(relay_rows(database_url)) == as_appended(appended)
+    assert as_recorded(relay_rows(database_url, limit=4)) == as_appended(appended[:4])  # a page ending mid-batch

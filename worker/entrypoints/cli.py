@@ -7,6 +7,7 @@ Exit codes: 0 ok, 1 error, 2 usage, 3 refused (e.g. a consumer group still has m
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -49,9 +50,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+APP_NAME_PREFIX = "salesforce-cdc-worker"
+_named: str | None = None  # the PGAPPNAME this process set last (main() may run several times in one process)
+
+
+def name_sessions(args: argparse.Namespace) -> str | None:
+    """Name every PostgreSQL session of this command after it (libpq's PGAPPNAME, e.g. `salesforce-cdc-worker run
+    ingest`), so pg_stat_activity tells the roles apart; an application_name set by the user (PGAPPNAME or the
+    URL's `application_name`, which libpq prefers) is left alone. Returns the name in effect through PGAPPNAME."""
+    global _named
+    name = " ".join([APP_NAME_PREFIX, args.command, *([args.role] if getattr(args, "role", None) else [])])
+    current = os.environ.get("PGAPPNAME")
+    if current is None or current == _named:
+        os.environ["PGAPPNAME"] = _named = name
+    return os.environ.get("PGAPPNAME")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    name_sessions(args)
     ops = Operations(lambda: settings_from(args))
     try:
         code = args.func(args, ops)

@@ -5,6 +5,7 @@ soon: TCP keepalives and tcp_user_timeout on both ends, and the server ends a se
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,11 +21,12 @@ _RELAY_LOCK = 7_402_113_002
 OUTBOX_CHANNEL = "worker_outbox"
 # A row refers to its event (migration 008): the event is read through the unique index on global_position (one
 # lookup per row, within the LIMIT) and made whole here with its batch's shared metadata (migration 007; events
-# stored before it have no batch and are whole already). Held-back streams are left out on the outbox row, before
-# their events are looked up. A row whose event is not found comes back with NULLs (the relay parks its stream).
+# stored before it have no batch and are whole already), read as text and parsed once per batch (a page's rows
+# mostly share a few batches). Held-back streams are left out on the outbox row, before their events are looked
+# up. A row whose event is not found comes back with NULLs (the relay parks its stream).
 _UNPUBLISHED = (
     "SELECT o.position, o.event_position, o.stream_id, o.created_at, e.event_id::text, e.version, e.event_type,"
-    " e.schema_version, e.payload, e.metadata, b.metadata"
+    " e.schema_version, e.payload, e.metadata, e.batch_id, b.metadata::text"
     " FROM outbox o LEFT JOIN events e ON e.global_position = o.event_position"
     " LEFT JOIN event_batches b ON b.id = e.batch_id"
     " WHERE o.stream_id <> ALL(%s) ORDER BY o.position LIMIT %s"
@@ -133,11 +135,17 @@ class PostgresOutbox:
         """The oldest unpublished rows, leaving out the streams in ``held_back``."""
         rows = self._session().execute(_UNPUBLISHED, (list(held_back), limit)).fetchall()
         out = []
+        batches: dict[int, Any] = {}
         for position, event_position, stream_id, created, event_id, version, event_type, schema, stored, own, \
-                shared in rows:
+                batch_id, shared_text in rows:
             if event_id is None:
                 out.append(OutboxRow(position, "", stream_id, 0, "", 0, {}, {}, created, missing_event=event_position))
                 continue
+            shared = None
+            if shared_text is not None:  # full_metadata copies from it: one parsed dict serves the batch's rows
+                shared = batches.get(batch_id)
+                if shared is None:
+                    shared = batches[batch_id] = json.loads(shared_text)
             payload = expand_payload(stream_id, stored)
             metadata = full_metadata(shared, own, event_id, event_type, payload)
             out.append(OutboxRow(position, event_id, stream_id, version, event_type, schema, payload, metadata,
