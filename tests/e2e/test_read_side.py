@@ -10,7 +10,7 @@ from tests.e2e.conftest import Cli
 from tests.harness import produce, rows
 
 A, B, C, D = (f"00100000000000{n}AAA" for n in range(1, 5))
-COMPARED = "SELECT * FROM client_summary ORDER BY client_id"
+COMPARED = "SELECT to_jsonb(s) - 'projected_at' FROM client_summary s ORDER BY client_id"  # all columns but that
 
 
 def test_queries_show_each_client_as_salesforce_last_saw_it_and_rebuilds_match(
@@ -41,15 +41,15 @@ def test_queries_show_each_client_as_salesforce_last_saw_it_and_rebuilds_match(
     assert [h["new_status"] for h in history] == ["inactive", "active"]
 
     dsn = worker_env["WORKER_POSTGRES__URL"]
-    live = [r[:-1] for r in rows(dsn, COMPARED)]  # all columns but projected_at
+    live = rows(dsn, COMPARED)
     cli("projections", "rebuild", "--source", "event-store")
-    assert [r[:-1] for r in rows(dsn, COMPARED)] == live
+    assert rows(dsn, COMPARED) == live
     cli("projections", "rebuild", "--source", "topic")
-    assert [r[:-1] for r in rows(dsn, COMPARED)] == live
+    assert rows(dsn, COMPARED) == live
 
     produce(worker_env["WORKER_KAFKA__BOOTSTRAP_SERVERS"], worker_env["WORKER_KAFKA__CDC_TOPIC"], changes)
     cli("run", "all", "--exit-when-idle", "3", timeout=240)  # redelivered changes: nothing changes
-    assert [r[:-1] for r in rows(dsn, COMPARED)] == live
+    assert rows(dsn, COMPARED) == live
 
 
 def test_a_merged_update_reaches_every_record_a_gap_is_resynced_and_lag_drains_to_zero(

@@ -14,7 +14,9 @@ _HISTORY = (
     "SELECT version, old_status, new_status, changed_at, event_id FROM client_status_history"
     " WHERE client_id = %s ORDER BY version"
 )
-_NEWEST = "SELECT max(last_change_at) AS newest FROM client_summary"
+# Both through the index on the day of the last change (migration 009): its newest day, then that day's rows.
+_NEWEST = ("SELECT max(last_change_at) AS newest FROM client_summary"
+           " WHERE last_change_day = (SELECT max(last_change_day) FROM client_summary)")
 _COUNTS = "SELECT status, count(*) AS clients FROM client_summary WHERE registered {} GROUP BY status ORDER BY 1"
 # Sort key -> (expression, direction). NULLs sort as '' / epoch so keyset comparisons stay total.
 _SORTS = {
@@ -61,8 +63,9 @@ class PostgresClientQueries:
             where.append(sql.SQL("lower(name) LIKE %s"))
             params.append(query.name_prefix.lower().replace("\\", "\\\\").replace("%", r"\%").replace("_", r"\_") + "%")
         if query.changed_since:
-            where.append(sql.SQL("last_change_at >= %s"))
-            params.append(query.changed_since)
+            where.append(sql.SQL("last_change_day >= (%s::timestamptz AT TIME ZONE 'UTC')::date"
+                                 " AND last_change_at >= %s"))
+            params += [query.changed_since, query.changed_since]
         if not query.include_deleted:
             where.append(sql.SQL("NOT deleted"))
         expr, direction = _SORTS[query.sort]
