@@ -488,8 +488,8 @@ class CpuSampler(threading.Thread):
     """CPU of every process on this host, by kind (the roles, Kafka, PostgreSQL, this bench), read from /proc once
     a second: what the e2e pass shares the CPUs with. Linux only (elsewhere it reports nothing). Given the
     database, PostgreSQL's processes are also split by whom they serve (`by_backend`): a session by its
-    application_name (each stage's is `bench-<role>`), any other process by its
-    backend type (walwriter, checkpointer, autovacuum worker, ...)."""
+    application_name (each stage's is `bench-<role>`), any other process by its backend type (walwriter,
+    checkpointer, autovacuum worker, ...)."""
 
     KINDS = (("tests.benchmarks.stage ingest", "ingest"), ("tests.benchmarks.stage relay", "relay"),
              ("tests.benchmarks.stage projector", "projector"), ("tests.benchmarks.stage e2e", "roles"),

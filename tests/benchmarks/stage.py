@@ -50,6 +50,7 @@ def _timed_metrics(span: Span, committed: dict[str, float] | None = None) -> Any
     """The worker's Metrics, with each per-batch callback also closing a batch of `span`. Given ``committed``, the
     projector's callback (called once its transaction has committed and its offsets are sent) notes the time
     for the event id of every record of the batch: when the read model showed it (the e2e pass's latency)."""
+    from worker.adapters.kafka.types import header_dict
     from worker.observability import Metrics
 
     class TimedMetrics(Metrics):
@@ -65,7 +66,7 @@ def _timed_metrics(span: Span, committed: dict[str, float] | None = None) -> Any
             if committed is not None:
                 now = time.time()
                 for message in batch:
-                    event_id = next((v for k, v in message.headers() or () if k == "event_id"), None)
+                    event_id = header_dict(message).get("event_id")
                     if event_id is not None:
                         committed[event_id.decode()] = now
 
