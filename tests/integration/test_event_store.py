@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from psycopg.types.json import Jsonb
 
@@ -90,5 +92,50 @@ def test_every_metadata_field_of_every_event_is_read_back_as_written(database_ur
         stored = rows(database_url, "SELECT metadata, payload FROM events ORDER BY version")
         assert "worker_version" not in stored[0][0] and "correlation_id" not in stored[0][0]
         assert "change" not in stored[0][1] and stored[1][1]["change"]["record_id"] == "elsewhere"
+    finally:
+        pool.close()
+
+
+def _events_read(conn: Any, sql: str, params: Any) -> int:
+    """Rows the plan's scans of `events` produced (EXPLAIN ANALYZE), summed over their loops."""
+    plan = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params).fetchone()[0][0]["Plan"]
+    read, stack = 0, [plan]
+    while stack:
+        node = stack.pop()
+        if node.get("Relation Name") == "events":
+            read += int(node["Actual Rows"]) * int(node.get("Actual Loops", 1))
+        stack += node.get("Plans", [])
+    return read
+
+
+def test_loading_reads_each_streams_tail_not_its_history(database_url: str) -> None:
+    """Versions and loads cost what the tail holds: a stream of 250 events with a snapshot every 100 reads its
+    last 50 events (and one version probe), whatever its length; an id asked twice is answered once, an unknown
+    one not at all."""
+    from worker.adapters.postgres import event_store
+
+    pool = make_pool(database_url, 2, 5.0)
+    store = PostgresEventStore(pool)
+    B = "001000000000002AAA"
+    try:
+        batch = ClientBatch(store, snapshot_interval=100, worker_version="test")
+        bus = CommandBus(middleware=default_middleware())
+        for cmd in [register(A), register(B)] + [change_phone(A, str(n)) for n in range(249)]:
+            bus.handle(cmd, HandlerContext(batch, StatusRule()))
+        store.commit(batch.changes())
+        assert rows(database_url, "SELECT version FROM snapshots WHERE stream_id = %s ORDER BY 1", (A,)) \
+            == [(100,), (200,)]
+
+        unknown = "001000000000009AAA"
+        versions, loaded = store.versions_and_streams([A, B, unknown, A], [A, unknown, A])
+        assert versions == {A: 250, B: 1}
+        assert list(loaded) == [A] and loaded[A].snapshot_version == 200
+        assert [e.version for e in loaded[A].events] == list(range(201, 251))
+        assert ClientBatch(store, snapshot_interval=100, worker_version="test").get(A).details.phone == "248"
+
+        with pool.connection() as conn:
+            assert _events_read(conn, event_store._VERSIONS, ([A, B],)) == 2
+            load = {"ids": [A], "snapshot_schema": SNAPSHOT_SCHEMA_VERSION}
+            assert _events_read(conn, event_store._LOAD, load) == 50
     finally:
         pool.close()

@@ -22,21 +22,36 @@ from worker.application.unit_of_work import SNAPSHOT_SCHEMA_VERSION
 # Loading decides nothing with metadata: leaving it out halves what the sort moves (it spilled to disk).
 # Only snapshots of the schema version this worker reads count: an older one is ignored and the stream is
 # replayed from its events (the next snapshot is then written in the current version).
+# Per stream, two index range scans: its latest snapshot (backwards on the primary key, stopping at the first of
+# this schema version) and the events after it. The cost follows the tail, not the history: `stream_id =
+# ANY(...)` with a version filter read every event and snapshot of the streams and dropped most (a stream of
+# 10 000 events with a snapshot every 100 took 26x longer to load). The ids are distinct (a set's).
 _LOAD = """
 WITH latest AS (
-    SELECT DISTINCT ON (stream_id) stream_id, version, state, schema_version
-    FROM snapshots WHERE stream_id = ANY(%(ids)s) AND schema_version = %(snapshot_schema)s
-    ORDER BY stream_id, version DESC
+    SELECT i.stream_id, s.version, s.state, s.schema_version
+    FROM unnest(%(ids)s::text[]) AS i(stream_id)
+    LEFT JOIN LATERAL (
+        SELECT version, state, schema_version FROM snapshots
+        WHERE stream_id = i.stream_id AND schema_version = %(snapshot_schema)s
+        ORDER BY version DESC LIMIT 1
+    ) s ON true
 )
 SELECT s.stream_id, s.version, NULL, s.schema_version, s.state::json, NULL, NULL
-FROM latest s
+FROM latest s WHERE s.version IS NOT NULL
 UNION ALL
 SELECT e.stream_id, e.version, e.event_type, e.schema_version, e.payload, '{}'::jsonb, e.global_position
-FROM events e LEFT JOIN latest s USING (stream_id)
-WHERE e.stream_id = ANY(%(ids)s) AND e.version > COALESCE(s.version, 0)
+FROM latest s JOIN LATERAL (
+    SELECT stream_id, version, event_type, schema_version, payload, global_position FROM events
+    WHERE stream_id = s.stream_id AND version > COALESCE(s.version, 0)
+) e ON true
 ORDER BY 1, 2, 3 NULLS FIRST
 """
-_VERSIONS = "SELECT stream_id, max(version) FROM events WHERE stream_id = ANY(%s) GROUP BY stream_id"
+# Each stream's current version: one backward probe of the primary key per stream. `max(version) ... GROUP BY`
+# read every event of the streams (the heap too): 3.5x slower at 12 events a stream, and growing with the history.
+_VERSIONS = (
+    "SELECT i.stream_id, v.version FROM unnest(%s::text[]) AS i(stream_id) CROSS JOIN LATERAL"
+    " (SELECT version FROM events WHERE stream_id = i.stream_id ORDER BY version DESC LIMIT 1) v"
+)
 _COPY_EVENTS = (
     "COPY events (stream_id, version, event_id, event_type, schema_version, payload, metadata, batch_id) FROM STDIN"
 )
@@ -123,7 +138,8 @@ class PostgresEventStore:
 
     def load_streams(self, stream_ids: Collection[str]) -> dict[str, LoadedStream]:
         with self._conn() as conn:
-            rows = conn.execute(_LOAD, {"ids": list(stream_ids), "snapshot_schema": self._snapshot_schema}).fetchall()
+            params = {"ids": _distinct(stream_ids), "snapshot_schema": self._snapshot_schema}
+            rows = conn.execute(_LOAD, params).fetchall()
         return self._loaded(rows)
 
     def versions_and_streams(
@@ -132,8 +148,8 @@ class PostgresEventStore:
         """Both queries in one pipeline: one round trip (and one connection check) instead of two."""
         with self._conn() as conn:
             with conn.pipeline():
-                versions = conn.execute(_VERSIONS, (list(known),))
-                loading = (conn.execute(_LOAD, {"ids": list(missing), "snapshot_schema": self._snapshot_schema})
+                versions = conn.execute(_VERSIONS, (_distinct(known),))
+                loading = (conn.execute(_LOAD, {"ids": _distinct(missing), "snapshot_schema": self._snapshot_schema})
                            if missing else None)
             current = {stream_id: int(version) for stream_id, version in versions.fetchall()}
             rows = loading.fetchall() if loading is not None else []
@@ -218,6 +234,11 @@ class PostgresEventStore:
             rows = conn.execute(_READ_ALL, (after_position, up_to if up_to is not None else 2**63 - 1,
                                             limit)).fetchall()
         return [StoredEvent(*row) for row in rows]
+
+
+def _distinct(ids: Collection[str]) -> list[str]:
+    """The ids once each (the per-stream queries would answer a repeated id twice)."""
+    return list(ids) if isinstance(ids, (set, frozenset)) else list(dict.fromkeys(ids))
 
 
 def _write_scan_progress(cur: Any, progress: ScanProgress) -> None:
