@@ -3,7 +3,7 @@
 Needs KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (a role that may CREATE DATABASE). Every run uses its own topics
 (`bench-<id>.`), consumer groups and databases (`bench_<id>_…`), and removes them at the end.
 
-1. The workload (`workload.py`): BENCH_N messages (200 000) over BENCH_CLIENTS records (20 000, at most N/10),
+1. The workload (`workload.py`): BENCH_N messages (50 000) over BENCH_CLIENTS records (20 000, at most N/10),
    seed BENCH_SEED (42), format BENCH_FORMAT (pubsub | cometd), on a 4-partition topic, produced before timing.
 2. Stages, each in its own process (`stage.py`), steady-state rate and peak RSS: raw ceiling, ingest, naive
    (over min(N, BENCH_NAIVE_N=20 000) messages), relay, projector; then the database size per million events.
