@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from worker.domain.errors import DiffMismatch
@@ -344,6 +345,7 @@ _RecentEntry = int | str | tuple[int | str, int] | tuple[int | str, int, str]
 _CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
+@lru_cache(maxsize=16)  # a change's key is asked 2-3 times in a row: while it is decided, then applied
 def _compact_key(key: str) -> int | str:
     """A transaction key as remembered: a canonical UUID text (lower-case hex, 8-4-4-4-12) as its 128-bit number
     (44 bytes instead of 85), any other text as is. One-to-one: `_key_text` gives the same text back."""
