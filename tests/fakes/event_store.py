@@ -37,6 +37,7 @@ class MemoryStore:
         self.resync_requested: dict[str, str] = {}
         self.commits = 0
         self.fail_next: list[BaseException] = []
+        self.pending: list[AnsweredVersions] = []  # every `versions_later` answer: a test checks each is settled
 
     def load_streams(self, stream_ids: Collection[str]) -> dict[str, LoadedStream]:
         out = {}
@@ -55,6 +56,14 @@ class MemoryStore:
         self, known: Collection[str], missing: Collection[str]
     ) -> tuple[dict[str, int], dict[str, LoadedStream]]:
         return self._versions(known), self.load_streams(missing) if missing else {}
+
+    def versions_later(
+        self, known: Collection[str], missing: Collection[str]
+    ) -> tuple[AnsweredVersions, dict[str, LoadedStream]]:
+        """Answered as of the call, as the PostgreSQL store's query runs when it is sent."""
+        versions, loaded = self.versions_and_streams(known, missing)
+        self.pending.append(pending := AnsweredVersions(versions))
+        return pending, loaded
 
     def commit(self, changes: BatchChanges) -> None:
         if self.fail_next:
@@ -75,3 +84,20 @@ class MemoryStore:
 
     def kinds(self, stream_id: str) -> list[str]:
         return [e.event_type for e in self.events if e.stream_id == stream_id]
+
+
+class AnsweredVersions:
+    """PendingVersions answered at once; remembers whether it was read or closed (the port's contract)."""
+
+    def __init__(self, versions: dict[str, int]) -> None:
+        self._versions = versions
+        self.settled = False
+
+    def result(self) -> dict[str, int]:
+        if self.settled:
+            raise RuntimeError("versions read after result() or close()")
+        self.settled = True
+        return self._versions
+
+    def close(self) -> None:
+        self.settled = True

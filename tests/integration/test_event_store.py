@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from psycopg.types.json import Jsonb
 
+from tests.conftest import wait_for
 from tests.harness import change_phone, register, rows
 from worker.adapters.postgres.event_store import PostgresEventStore, make_pool
 from worker.adapters.postgres.outbox import PostgresOutbox
@@ -106,6 +107,39 @@ def _events_read(conn: Any, sql: str, params: Any) -> int:
             read += int(node["Actual Rows"]) * int(node.get("Actual Loops", 1))
         stack += node.get("Plans", [])
     return read
+
+
+def test_versions_asked_for_later_are_worked_out_before_they_are_read(database_url: str) -> None:
+    """`versions_later` answers as `versions_and_streams` does, and PostgreSQL runs the versions query when it is
+    sent: its session waits for the client (the query done; in a pipeline it stays "active" until the Sync that
+    reads the answer) before the answer is read. The connection goes back to the pool
+    after `result()` and after `close()`."""
+    pool = make_pool(database_url, 2, 5.0)
+    store = PostgresEventStore(pool)
+    B, unknown = "001000000000002AAA", "001000000000009AAA"
+    try:
+        batch = ClientBatch(store, snapshot_interval=100, worker_version="test")
+        bus = CommandBus(middleware=default_middleware())
+        for cmd in [register(A), register(B), change_phone(A, "1")]:
+            bus.handle(cmd, HandlerContext(batch, StatusRule()))
+        store.commit(batch.changes())
+        expected = store.versions_and_streams([A, B, unknown, A], [B, unknown])
+
+        idle = pool.get_stats()["pool_available"]
+        pending, loaded = store.versions_later([A, B, unknown, A], [B, unknown])
+        assert pool.get_stats()["pool_available"] == idle - 1  # held while the answer waits
+        wait_for(lambda: rows(database_url, "SELECT 1 FROM pg_stat_activity WHERE wait_event = 'ClientRead'"
+                              " AND query LIKE %s", ("%unnest%LIMIT 1) v",)),
+                 what="the versions query done before it is read")
+        assert (pending.result(), loaded) == expected
+        assert pool.get_stats()["pool_available"] == idle
+
+        pending, _ = store.versions_later([A], [])
+        pending.close()
+        pending.close()
+        assert pool.get_stats()["pool_available"] == idle
+    finally:
+        pool.close()
 
 
 def test_loading_reads_each_streams_tail_not_its_history(database_url: str) -> None:

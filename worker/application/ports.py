@@ -91,8 +91,28 @@ class EventStore(Protocol):
         the store can); absent streams are left out of both."""
         ...
 
+    def versions_later(
+        self, known: Collection[str], missing: Collection[str]
+    ) -> tuple[PendingVersions, dict[str, LoadedStream]]:
+        """`versions_and_streams` with the versions answered later: the loads now, the versions asked for now and
+        read by `PendingVersions.result()`, so the store works on them while the caller decides."""
+        ...
+
     def commit(self, changes: BatchChanges) -> None:
         """Write everything atomically; raise ConcurrencyConflict when a (stream, version) is taken."""
+        ...
+
+
+class PendingVersions(Protocol):
+    """Stream versions asked for and not yet read. The store may hold a connection for them until `result()`
+    or `close()`: one of the two is always called."""
+
+    def result(self) -> dict[str, int]:
+        """The versions as of when they were asked for (absent streams left out)."""
+        ...
+
+    def close(self) -> None:
+        """Give up on the answer (idempotent; nothing after `result()`)."""
         ...
 
 

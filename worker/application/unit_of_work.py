@@ -14,7 +14,16 @@ from enum import Enum
 from itertools import islice
 from typing import Any
 
-from worker.application.ports import BatchChanges, EventStore, LoadedStream, ScanProgress, Snapshot, StoredEvent
+from worker.application.errors import ConcurrencyConflict
+from worker.application.ports import (
+    BatchChanges,
+    EventStore,
+    LoadedStream,
+    PendingVersions,
+    ScanProgress,
+    Snapshot,
+    StoredEvent,
+)
 from worker.application.upcasting import DEFAULT_UPCASTERS, Upcasters
 from worker.domain import ClientAggregate, ClientEvent, ClientMarkedForResync, ClientResynchronized
 from worker.domain.events import event_from_payload
@@ -232,19 +241,30 @@ class ClientBatch:
         self._clients: dict[str, ClientAggregate] = {}
         self._loaded_versions: dict[str, int] = {}
         self._changes = BatchChanges()
+        self._pending: list[tuple[PendingVersions, dict[str, int]]] = []
         self.events_replayed = 0
         self.snapshot_hits = 0
 
-    def preload(self, client_ids: Iterable[str]) -> None:
+    def preload(self, client_ids: Iterable[str], *, check_later: bool = False) -> None:
         """Every aggregate the batch needs, in one round trip to the store: those the cache kept (another writer, a
         resync elsewhere or a rebalance, may have moved a stream on: their versions are checked in the same trip,
-        and a stale one is reloaded) and those it did not."""
+        and a stale one is reloaded) and those it did not.
+
+        With ``check_later`` the versions of the cached ones are asked for now and compared at `commit()`, which
+        raises ConcurrencyConflict when one moved on (the batch is then decided again, on aggregates reloaded:
+        those it took from the cache are not given back), so the store answers while the batch decides. Such a
+        batch must end by `commit()` or `close()`."""
         missing = {cid for cid in client_ids if cid not in self._clients}
         if not missing:
             return
         cached = self._cache.take(missing) if self._cache is not None else {}
         missing -= cached.keys()
-        if cached:
+        if cached and check_later:
+            pending, loaded = self._store.versions_later(list(cached), missing)
+            self._pending.append((pending, {cid: a.version for cid, a in cached.items()}))
+            self._clients.update(cached)
+            self._loaded_versions.update(self._pending[-1][1])
+        elif cached:
             current, loaded = self._store.versions_and_streams(list(cached), missing)
             stale = {cid for cid, a in cached.items() if current.get(cid, 0) != a.version}
             if stale:
@@ -310,9 +330,31 @@ class ClientBatch:
 
     def commit(self) -> None:
         """Write everything recorded in ONE transaction; then the aggregates are current: cache them."""
+        self._check_versions()
         self._store.commit(self._changes)
         if self._cache is not None:
             self._cache.give_back(self._clients)
+
+    def close(self) -> None:
+        """Give back what the store holds for this batch (versions asked for and not read); idempotent."""
+        pending, self._pending = self._pending, []
+        for versions, _ in pending:
+            versions.close()
+
+    def _check_versions(self) -> None:
+        pending, self._pending = self._pending, []
+        stale: list[str] = []
+        try:
+            while pending:
+                versions, expected = pending.pop(0)
+                current = versions.result()
+                stale += [cid for cid, version in expected.items() if current.get(cid, 0) != version]
+        finally:
+            for versions, _ in pending:
+                versions.close()
+        if stale:
+            raise ConcurrencyConflict(f"{len(stale)} cached aggregate(s) moved on in the store since they were cached"
+                                      f" (another writer): {', '.join(sorted(stale)[:3])}")
 
     def _track_resync(self, event: ClientEvent) -> None:
         if isinstance(event, ClientMarkedForResync):

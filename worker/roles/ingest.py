@@ -155,10 +155,18 @@ class IngestProcessor:
     def _decide_and_commit(self, items: list[_Item], outcome: BatchOutcome) -> None:
         """Decide on aggregates loaded for this attempt; touch ``outcome`` only once the transaction committed."""
         batch = self._new_batch()
+        try:
+            self._decide(batch, items, outcome)
+        finally:
+            batch.close()
+
+    def _decide(self, batch: ClientBatch, items: list[_Item], outcome: BatchOutcome) -> None:
         ctx = HandlerContext(batch, self._rule)
         flat = [cmd for item in items for cmd in item.commands]
         started = time.perf_counter()
-        batch.preload({cid for cmd in flat for cid in _client_ids(cmd)} | {c for i in items for c in i.client_ids})
+        # the cached aggregates' versions are checked at the commit: PostgreSQL answers while the batch decides
+        batch.preload({cid for cmd in flat for cid in _client_ids(cmd)} | {c for i in items for c in i.client_ids},
+                      check_later=True)
         load_seconds = time.perf_counter() - started
         duplicates = duplicate_changes(flat)
         letters: list[DeadLetter] = []

@@ -13,6 +13,7 @@ import pytest
 from tests.fakes.event_store import MemoryStore
 from tests.harness import change_phone, register
 from worker.application.bus import CommandBus, default_middleware
+from worker.application.errors import ConcurrencyConflict
 from worker.application.handlers import HandlerContext
 from worker.application.ports import LoadedStream, StoredEvent
 from worker.application.unit_of_work import (
@@ -121,6 +122,46 @@ def test_a_failed_batch_gives_nothing_back_and_a_stream_moved_on_elsewhere_is_re
     after = cached_run(store, cache, [change_phone(A, "next")])
     assert after.events_replayed == 3  # the stale cached aggregate was dropped and the stream reloaded
     assert [e.version for e in store.events] == [1, 2, 3, 4]
+
+
+@caches
+def test_checked_at_the_commit_a_cached_stream_moved_on_elsewhere_refuses_a_decision_taken_on_it(mib: float) -> None:
+    """With the versions checked at the commit (ingest's way), a decision taken on a stale cached aggregate is
+    never written, even one that wrote nothing: here the stale state says the phone is already "1", while another
+    writer set it to "2", so the change to "1" would be lost as a no-op."""
+    store, cache = MemoryStore(), AggregateCache(10, mib)
+    cached_run(store, cache, [register(A), change_phone(A, "1")])
+    other = MemoryStore()
+    other.events = list(store.events)
+    cached_run(other, AggregateCache(10, mib), [change_phone(A, "2")])
+    store.events = other.events
+
+    def decide(phone: str) -> ClientBatch:
+        batch = ClientBatch(store, snapshot_interval=1000, worker_version="test", cache=cache)
+        batch.preload([A], check_later=True)
+        CommandBus(middleware=default_middleware()).handle(change_phone(A, phone), HandlerContext(batch, StatusRule()))
+        return batch
+
+    stale = decide("1")
+    assert stale.changes().events == [] and stale.get(A).version == 2  # the stale aggregate saw nothing to do
+    with pytest.raises(ConcurrencyConflict, match="moved on"):
+        stale.commit()
+    assert len(cache) == 0 and len(store.events) == 3  # nothing written, nothing given back
+    retried = decide("1")  # as ingest retries a conflict: on the stream reloaded
+    retried.commit()
+    assert [e.version for e in store.events] == [1, 2, 3, 4] and retried.get(A).details.phone == "1"
+    assert all(p.settled for p in store.pending)
+
+
+def test_versions_asked_for_and_not_read_are_given_back_when_the_batch_is_closed() -> None:
+    store, cache = MemoryStore(), AggregateCache(10)
+    cached_run(store, cache, [register(A)])
+    batch = ClientBatch(store, snapshot_interval=1000, worker_version="test", cache=cache)
+    batch.preload([A], check_later=True)
+    assert [p.settled for p in store.pending] == [False]
+    batch.close()
+    batch.close()
+    assert [p.settled for p in store.pending] == [True]
 
 
 @caches

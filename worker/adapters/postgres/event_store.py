@@ -5,7 +5,9 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Collection, Mapping
+from contextlib import ExitStack
 from itertools import repeat
 from typing import Any
 
@@ -16,7 +18,7 @@ from psycopg_pool import ConnectionPool
 from worker.adapters.postgres.compact import compact_metadata, compact_payload, expand_payload
 from worker.adapters.postgres.outbox import OUTBOX_CHANNEL
 from worker.application.errors import ConcurrencyConflict
-from worker.application.ports import BatchChanges, LoadedStream, ScanProgress, StoredEvent
+from worker.application.ports import BatchChanges, LoadedStream, PendingVersions, ScanProgress, StoredEvent
 from worker.application.unit_of_work import SNAPSHOT_SCHEMA_VERSION
 
 # Loading decides nothing with metadata: leaving it out halves what the sort moves (it spilled to disk).
@@ -155,6 +157,24 @@ class PostgresEventStore:
             rows = loading.fetchall() if loading is not None else []
         return current, self._loaded(rows)
 
+    def versions_later(
+        self, known: Collection[str], missing: Collection[str]
+    ) -> tuple[PendingVersions, dict[str, LoadedStream]]:
+        """The loads now; the versions query sent after them in the same pipeline and read by `result()`.
+        PostgreSQL runs a query as it arrives and holds its answer until asked (a Sync), so the probes of the
+        cached streams are done while the caller decides. The connection is held until `result()` or `close()`."""
+        stack = ExitStack()
+        try:
+            conn = stack.enter_context(self._conn())
+            stack.enter_context(conn.pipeline())
+            params = {"ids": _distinct(missing), "snapshot_schema": self._snapshot_schema}
+            rows = conn.execute(_LOAD, params).fetchall() if missing else []
+            versions = conn.execute(_VERSIONS, (_distinct(known),))
+        except BaseException:
+            if not stack.__exit__(*sys.exc_info()):
+                raise
+        return _PendingVersions(stack, versions), self._loaded(rows)
+
     @staticmethod
     def _loaded(rows: list[Any]) -> dict[str, LoadedStream]:
         snapshots: dict[str, tuple[int, Any, int | None]] = {}
@@ -234,6 +254,20 @@ class PostgresEventStore:
             rows = conn.execute(_READ_ALL, (after_position, up_to if up_to is not None else 2**63 - 1,
                                             limit)).fetchall()
         return [StoredEvent(*row) for row in rows]
+
+
+class _PendingVersions:
+    """The versions query in flight on a connection the pipeline holds (`versions_later`)."""
+
+    def __init__(self, stack: ExitStack, cursor: Any) -> None:
+        self._stack, self._cursor = stack, cursor
+
+    def result(self) -> dict[str, int]:
+        with self._stack:  # the pipeline's end, then the pool's: given the error when the read raises
+            return {stream_id: int(version) for stream_id, version in self._cursor.fetchall()}
+
+    def close(self) -> None:
+        self._stack.close()
 
 
 def _distinct(ids: Collection[str]) -> list[str]:
