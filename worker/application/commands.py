@@ -7,15 +7,20 @@ The Salesforce translator builds them; Salesforce field names never appear here:
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, Self, cast
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 _ID = re.compile(r"^[a-zA-Z0-9]{18}$")
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # What PostgreSQL (bigint, jsonb) and Avro (long) can hold: a value beyond it is refused here, not by the store.
 Int64 = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
 Position = Annotated[int, Field(ge=0, le=INT64_MAX)]
+MAX_TEXT = 131_072  # Salesforce's longest text (Long and Rich Text Area fields)
+# A text every store takes as it is: no NUL character (PostgreSQL's text and jsonb have none) and no longer than
+# Salesforce's longest; checked by pydantic's core as the model is built (the pattern is Rust's: `$` is the end).
+NO_NUL = r"^[^\x00]*$"
+Text = Annotated[str, StringConstraints(max_length=MAX_TEXT, pattern=NO_NUL)]
 _UNVALIDATED = "unvalidated"
 
 
@@ -29,29 +34,50 @@ ClientId = Annotated[str, AfterValidator(_client_id)]
 
 
 class _Frozen(BaseModel):
+    """`validated` is true for a model pydantic validated (built by its constructor); `model_construct` skips
+    validation and marks the model unvalidated, so the bus validates such a command (and the value rules check
+    such change metadata)."""
+
     # NaN and ±Infinity are refused: neither jsonb nor JSON has them.
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
+    @classmethod
+    def model_construct(cls, _fields_set: set[str] | None = None, **values: Any) -> Self:  # type: ignore[override]
+        model = super().model_construct(_fields_set, **values)
+        # The mark sits in pydantic's per-instance private slot (compared by ==, kept by model_copy) rather than in
+        # a declared private attribute, which would cost every validated model an initialisation step. (The
+        # ignore: pydantic's mypy plugin types model_construct per model, from its fields.)
+        object.__setattr__(model, "__pydantic_private__", {_UNVALIDATED: True})
+        return model
+
+    @property
+    def validated(self) -> bool:
+        # read pydantic's private store directly: an attribute read goes through BaseModel.__getattr__ (~20x
+        # slower, and the bus asks once per command, the value rules once per change metadata)
+        private = self.__pydantic_private__
+        return not (private and private.get(_UNVALIDATED))
+
 
 class ChangeMetadata(_Frozen):
-    """Where a change comes from: Salesforce's change identity plus its Kafka coordinates."""
+    """Where a change comes from: Salesforce's change identity plus its Kafka coordinates. Every value is
+    storable once the model is validated (64-bit integers, `Text`s), so the business rules skip a validated one."""
 
-    transaction_key: str = Field(min_length=1)
+    transaction_key: Text = Field(min_length=1)
     sequence_number: Position
     commit_timestamp_ms: Position
     commit_number: Position | None = None
-    commit_user: str | None = None
-    change_type: str
-    change_origin: str = ""
-    replay_id: str | None = None
-    event_id: str | None = Field(default=None, description="Pub/Sub ProducerEvent id when known.")
+    commit_user: Text | None = None
+    change_type: Text
+    change_origin: Text = ""
+    replay_id: Text | None = None
+    event_id: Text | None = Field(default=None, description="Pub/Sub ProducerEvent id when known.")
     last_modified_ms: Int64 | None = None
-    source_topic: str | None = None
+    source_topic: Text | None = None
     source_partition: Position | None = None
     source_offset: Position | None = None
-    correlation_id: str = Field(min_length=1, description="Root: the Salesforce transaction key.")
-    causation_id: str = Field(min_length=1, description="Parent: the CDC message id (topic:partition:offset).")
-    traceparent: str | None = None
+    correlation_id: Text = Field(min_length=1, description="Root: the Salesforce transaction key.")
+    causation_id: Text = Field(min_length=1, description="Parent: the CDC message id (topic:partition:offset).")
+    traceparent: Text | None = None
 
 
 class AddressData(_Frozen):
@@ -87,24 +113,7 @@ class ClientData(_Frozen):
 
 
 class Command(_Frozen):
-    """Base of every command. `validated` is true for a command pydantic validated (built by its constructor);
-    `model_construct` skips validation and marks the command unvalidated, so the bus validates those."""
-
-    @classmethod
-    def model_construct(cls, _fields_set: set[str] | None = None, **values: Any) -> Self:  # type: ignore[override]
-        command = cast(Self, super().model_construct(_fields_set, **values))
-        # The mark sits in pydantic's per-instance private slot (compared by ==, kept by model_copy) rather than in
-        # a declared private attribute, which would cost every validated command an initialisation step. (The
-        # ignore: pydantic's mypy plugin types model_construct per model, from its fields.)
-        object.__setattr__(command, "__pydantic_private__", {_UNVALIDATED: True})
-        return command
-
-    @property
-    def validated(self) -> bool:
-        # read pydantic's private store directly: an attribute read goes through BaseModel.__getattr__ (~20x
-        # slower, and the bus asks once per command)
-        private = self.__pydantic_private__
-        return not (private and private.get(_UNVALIDATED))
+    """Base of every command."""
 
 
 class RegisterClient(Command):

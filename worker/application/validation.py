@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from worker.application.commands import (
     INT64_MAX,
     INT64_MIN,
+    MAX_TEXT,
     ChangeClientDetails,
     ChangeMetadata,
     ClientData,
@@ -32,7 +33,6 @@ from worker.application.errors import ApplicationError
 
 Validator = Callable[[Any], list[str]]
 
-MAX_TEXT = 131_072  # Salesforce's longest text (Long and Rich Text Area fields)
 MAX_DIFF = 4 * MAX_TEXT
 MAX_DEPTH = 32  # nesting of an unmapped field's JSON value
 _NUMERIC_NON_NEGATIVE = ("annual_revenue", "employees")
@@ -160,7 +160,8 @@ def _clean_attribute(path: str, value: Any) -> bool:
 
 
 def _change_problems(change: ChangeMetadata | None) -> list[str]:
-    return model_problems("change", change) if change is not None else []
+    # A validated one holds nothing these rules refuse (its model bounds its integers and checks its texts).
+    return model_problems("change", change) if change is not None and not change.validated else []
 
 
 def _client_data_problems(data: ClientData) -> list[str]:

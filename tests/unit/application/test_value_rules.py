@@ -110,3 +110,22 @@ def test_the_inline_checks_never_pass_a_value_the_full_rules_refuse(value: objec
     for path in _EDGE_PATHS:
         if _clean_attribute(path, value):
             assert attribute_problems(path, value) == [], path
+
+
+def test_change_metadata_is_checked_by_its_model_or_else_by_the_value_rules() -> None:
+    """A validated change metadata cannot hold a NUL or an over-long text (its model refuses them), so the value
+    rules pass it over; one built without validation is checked by the rules."""
+    from worker.application.commands import ChangeMetadata
+
+    good = dict(transaction_key="k", sequence_number=1, commit_timestamp_ms=5, change_type="UPDATE",
+                correlation_id="k", causation_id="t:0:1")
+    for field, bad in [("transaction_key", "k\x00"), ("commit_user", "\x00"), ("traceparent", "x" * (MAX_TEXT + 1)),
+                       ("source_topic", "t\x00"), ("change_origin", "a\nb\x00")]:
+        with pytest.raises(pydantic.ValidationError, match=field):
+            ChangeMetadata(**{**good, field: bad})
+        unvalidated = ChangeMetadata.model_construct(**{**good, field: bad})
+        cmd = ChangeClientDetails(client_id=A, changes={"phone": "1"}, change=unvalidated)
+        assert any(p.startswith(f"change.{field}: ") for p in validate_changes(cmd)), field
+    assert ChangeMetadata(**{**good, "change_origin": "a\nb"}).validated
+    assert validate_changes(ChangeClientDetails(client_id=A, changes={"phone": "1"}, change=ChangeMetadata(**good))) \
+        == []

@@ -110,3 +110,20 @@ def test_a_rest_record_maps_flat_billing_fields_for_resyncs() -> None:
         {"attributes": {}, "Id": A, "Name": "Acme", "BillingCity": "Paris", "LastModifiedDate": "x", "Sic": "1"}
     )
     assert data.name == "Acme" and data.billing_address.city == "Paris" and data.extra == {"Sic": "1"}
+
+
+def test_a_header_text_a_store_would_refuse_is_refused_when_translated_with_its_field_and_clients_named() -> None:
+    """The change metadata's texts are checked as the model is built: a NUL (jsonb has none) or a text longer than
+    Salesforce's longest refuses the change at stage validate, naming the field, and holds its clients back."""
+    import pytest
+
+    from worker.application.commands import MAX_TEXT
+    from worker.application.validation import InvalidChangeValues
+
+    f = CdcFactory()
+    for header, problem in [({"changeOrigin": "com/salesforce/api/rest/60.0\x00"}, "change_origin: contains a NUL"),
+                            ({"transactionKey": "a\x00b"}, "transaction_key: contains a NUL character"),
+                            ({"commitUser": "u" * (MAX_TEXT + 1)}, "commit_user: String should have at most")]:
+        with pytest.raises(InvalidChangeValues) as refused:
+            run(edit(f.update(A, Phone="+1"), **header))
+        assert problem in str(refused.value) and refused.value.client_ids == (A,)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import pydantic
 
@@ -16,6 +17,7 @@ from worker.adapters.salesforce.event_fields import UNCHANGED
 from worker.adapters.salesforce.ids import OVERFLOW_ID, is_wildcard
 from worker.adapters.salesforce.mapping import FieldMapping
 from worker.application.commands import (
+    NO_NUL,
     ChangeClientDetails,
     ChangeMetadata,
     ClientData,
@@ -76,8 +78,14 @@ def client_ids_of(event: ChangeEvent) -> tuple[str, ...]:
 
 def _validation_reason(exc: pydantic.ValidationError) -> str:
     """pydantic's message without the input values (a refused value may be megabytes long)."""
-    problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors(include_input=False)]
+    problems = [f"{'.'.join(str(p) for p in e['loc'])}: {_message(e)}" for e in exc.errors(include_input=False)]
     return f"{exc.title}: " + "; ".join(problems[:10])
+
+
+def _message(error: Any) -> str:
+    if error["type"] == "string_pattern_mismatch" and error.get("ctx", {}).get("pattern") == NO_NUL:
+        return "contains a NUL character"
+    return str(error["msg"])
 
 
 def _translate(
