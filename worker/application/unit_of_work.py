@@ -288,20 +288,15 @@ class ClientBatch:
     def record(self, client: ClientAggregate, events: Iterable[ClientEvent], metadata: Mapping[str, Any]) -> int:
         """Apply ``events`` to ``client`` and stage them for the batch's transaction; return how many."""
         count = 0
+        stored, worker_version = self._changes.events, self._worker_version
         for event in events:
             client.apply(event)
-            meta = {"event_id": new_event_id(), "worker_version": self._worker_version, **metadata}
-            self._changes.events.append(
-                StoredEvent(
-                    stream_id=client.client_id,
-                    version=client.version,
-                    event_type=event.event_type,
-                    schema_version=event.schema_version,
-                    payload=event.to_payload(),
-                    metadata=meta,
-                )
-            )
-            self._track_resync(event)
+            meta = {"event_id": new_event_id(), "worker_version": worker_version, **metadata}
+            # (stream_id, version, event_type, schema_version, payload, metadata): positional, the hot path
+            stored.append(StoredEvent(client.client_id, client.version, event.event_type, event.schema_version,
+                                      event.to_payload(), meta))
+            if type(event) in _RESYNC_EVENTS:
+                self._track_resync(event)
             if client.version % self._snapshot_interval == 0:
                 self._changes.snapshots.append(
                     Snapshot(client.client_id, client.version, SNAPSHOT_SCHEMA_VERSION, client.snapshot())
@@ -376,6 +371,10 @@ class ClientBatch:
             client.apply(event_from_payload(stored.event_type, payload, stored.stream_id))
             self.events_replayed += 1
         return client
+
+
+# the events `_track_resync` follows (final classes: compared by type, once per event recorded)
+_RESYNC_EVENTS = frozenset({ClientMarkedForResync, ClientResynchronized})
 
 
 class UnreadableSnapshot(RuntimeError):

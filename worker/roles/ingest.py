@@ -59,7 +59,8 @@ class _Item:
     """One decoded message: its commands, or the dead letter of its decoding and the clients it names."""
 
     message: KafkaMessage
-    commands: list[Command]
+    key: Coordinates  # the message's (topic, partition, offset)
+    commands: Sequence[Command]
     failure: DeadLetter | None = None
     client_ids: tuple[str, ...] = ()
 
@@ -91,21 +92,23 @@ class IngestProcessor:
 
     def process(self, messages: Sequence[KafkaMessage]) -> BatchOutcome:
         outcome = BatchOutcome(messages=len(messages))
-        keys = {_coordinates(m) for m in messages}
-        self._settled = {key: letters for key, letters in self._settled.items() if key in keys}
+        keys = [_coordinates(m) for m in messages]
+        if self._settled:
+            present = set(keys)
+            self._settled = {key: letters for key, letters in self._settled.items() if key in present}
         items = []
-        for message in messages:
-            settled = self._settled.get(_coordinates(message))
+        for message, key in zip(messages, keys, strict=True):
+            settled = self._settled.get(key)
             if settled is not None:  # committed by an earlier attempt of this batch
                 outcome.dead_letters += settled
                 continue
             # 2. decode: parse + translate; what cannot be decoded is poison.
-            items.append(self._decode_one(message, outcome))
+            items.append(self._decode_one(message, key, outcome))
         # 3-4. decide and commit; a value the store refuses splits the batch until the message is isolated.
         self._apply(items, outcome)
         return outcome
 
-    def _decode_one(self, message: KafkaMessage, outcome: BatchOutcome) -> _Item:
+    def _decode_one(self, message: KafkaMessage, key: Coordinates, outcome: BatchOutcome) -> _Item:
         try:
             result = self._decode(message)
         except BaseException as exc:
@@ -113,10 +116,10 @@ class IngestProcessor:
                 raise  # transient (e.g. a schema fetch): retried; anything else is a bug: stop
             stage = self._decode_stage(exc)
             log.warning("%s: %s failed: %s", where(message), stage, exc)
-            return _Item(message, [], DeadLetter(message, stage, exc), tuple(getattr(exc, "client_ids", ())))
+            return _Item(message, key, [], DeadLetter(message, stage, exc), tuple(getattr(exc, "client_ids", ())))
         if result.skipped:
             outcome.skipped[result.skipped] += 1
-        return _Item(message, list(result.commands))
+        return _Item(message, key, result.commands)
 
     def _decode_stage(self, exc: BaseException) -> Stage:
         if isinstance(exc, self._parse_errors):
@@ -227,8 +230,7 @@ class IngestProcessor:
         for letter in letters:
             by_message.setdefault(_coordinates(letter.message), []).append(letter)
         for item in items:
-            key = _coordinates(item.message)
-            self._settled[key] = by_message.get(key, [])
+            self._settled[item.key] = by_message.get(item.key, [])
 
 
 def _coordinates(message: KafkaMessage) -> Coordinates:
