@@ -52,9 +52,10 @@ class AggregateCache:
     """Aggregates as the last committed batch left them, so a busy client is not reloaded from the store for
     every batch. A batch *takes* its aggregates out and gives them back only after its transaction committed:
     a failed or conflicting batch leaves nothing half-applied here, and the retry loads from the store. Another
-    writer (a rebalance, a resync run by another worker) can move a stream on: every batch first compares the
-    cached versions with the store's (one indexed query) and reloads those, and the store's optimistic
-    concurrency check refuses a batch that raced one.
+    writer (a rebalance, a resync run by another worker) can move a stream on: every batch compares the cached
+    versions with the store's (one indexed query) and reloads those, before deciding or, for ingest, at its
+    commit (the batch is then decided again; see `ClientBatch.preload`), and the store's optimistic concurrency
+    check refuses a batch that raced one.
 
     Sized by memory: ``max_mib`` bounds the estimated size of what is kept, ``capacity`` the count. Aggregates are
     kept as objects while they fit in ``LIVE_SHARE`` of the budget (taking one back costs nothing); past it the
