@@ -171,8 +171,8 @@ class PostgresEventStore:
             rows = conn.execute(_LOAD, params).fetchall() if missing else []
             versions = conn.execute(_VERSIONS, (_distinct(known),))
         except BaseException:
-            if not stack.__exit__(*sys.exc_info()):
-                raise
+            stack.__exit__(*sys.exc_info())  # the pipeline's end, then the pool's, given the error
+            raise
         return _PendingVersions(stack, versions), self._loaded(rows)
 
     @staticmethod
