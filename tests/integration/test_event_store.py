@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
@@ -138,6 +139,13 @@ def test_versions_asked_for_later_are_worked_out_before_they_are_read(database_u
         pending.close()
         pending.close()
         assert pool.get_stats()["pool_available"] == idle
+
+        # a text PostgreSQL cannot hold: the load fails as it is sent; the error (kept, with its frames) must not
+        # be what gives the connection back
+        with pytest.raises(psycopg.DataError) as refused:
+            store.versions_later([A], ["001000000000003A\x00A"])
+        assert pool.get_stats()["pool_available"] == idle and refused.value
+        assert store.versions_later([A], [])[0].result() == {A: 2}  # the connection given back works
     finally:
         pool.close()
 
