@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+
+from worker.adapters.salesforce import mapping as mapping_module
 from worker.adapters.salesforce.mapping import FieldMapping
 
 
@@ -25,3 +28,38 @@ def test_a_mapped_shipping_part_read_flat_lands_on_its_mapped_attribute() -> Non
     assert "extra.DeliveryCity" in mapping.covered_attributes(["ShippingCity"])
     data = mapping.record_to_client_data({"Name": "Acme", "ShippingCity": "Lyon", "BillingCity": "Paris"})
     assert data.extra == {"DeliveryCity": "Lyon"} and data.billing_address.city == "Paris"
+
+
+def test_a_mapping_target_that_names_no_client_attribute_is_refused_when_the_mapping_is_made() -> None:
+    for target in ("extra", "billing_address", "billing_address.planet", "shipping.city", "nickname", "extra."):
+        with pytest.raises(ValueError, match="name no client attribute"):
+            FieldMapping.from_overrides({"Region__c": target})
+    assert FieldMapping.from_overrides({"Region__c": "billing_address.country"}).attribute("Region__c") == (
+        "billing_address.country")
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("Phone", "555"), ("Phone", None), ("NumberOfEmployees", 12.0), ("NumberOfEmployees", 12.5),
+    ("Name", "Acme"), ("Name", {"FirstName": "Ada", "LastName": "Lovelace", "Salutation": None}),
+    ("BillingAddress.City", "Paris"), ("Region__c", 3), ("Name.FirstName", "Ada"), ("SystemModstamp", 1),
+    ("LastModifiedDate", 1), ("Id", "001"),
+])
+def test_add_puts_what_values_gives_whether_the_route_is_learnt_or_remembered(field: str, value: object) -> None:
+    mapping = FieldMapping.from_overrides()
+    for _ in range(2):  # the first call learns the field's route, the second uses it
+        into: dict[str, object] = {"kept": 1}
+        mapping.add(into, field, value)
+        assert into == {"kept": 1, **mapping.values(field, value)}
+
+
+def test_routes_remembered_are_bounded_and_fields_past_the_bound_still_translate(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(mapping_module, "_ROUTES_KEPT", 3)
+    mapping = FieldMapping.from_overrides()
+    names = [f"Custom{i}__c" for i in range(10)]
+    data = mapping.client_data({**{name: i for i, name in enumerate(names)}, "Phone": "1", "Id": "x"})
+    assert data.extra == {name: i for i, name in enumerate(names)} and data.phone == "1"
+    assert len(mapping._routes) == 3
+    into: dict[str, object] = {}
+    mapping.add(into, names[-1], "v")
+    assert into == {f"extra.{names[-1]}": "v"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import pydantic
 
@@ -40,8 +40,7 @@ _CONTENT_ERRORS = (ValueError, TypeError, LookupError, AttributeError, Arithmeti
                    UnicodeError)
 
 
-@dataclass(frozen=True)
-class KafkaCoordinates:
+class KafkaCoordinates(NamedTuple):  # a tuple: made for every message (a frozen dataclass costs 1 µs more)
     topic: str
     partition: int
     offset: int
@@ -113,14 +112,18 @@ def _translate(
 def _command(
     kind: ChangeType, client_id: str, event: ChangeEvent, meta: ChangeMetadata, mapping: FieldMapping
 ) -> Command:
+    # `model_validate` of the values: the same validation as the constructor, ~1.5 µs less per model
     if kind is ChangeType.CREATE:
-        return RegisterClient(client_id=client_id, data=_full_record(event, mapping), change=meta)
+        return RegisterClient.model_validate(
+            {"client_id": client_id, "data": _full_record(event, mapping), "change": meta})
     if kind is ChangeType.UNDELETE:
-        return RestoreClient(client_id=client_id, data=_full_record(event, mapping), change=meta)
+        return RestoreClient.model_validate(
+            {"client_id": client_id, "data": _full_record(event, mapping), "change": meta})
     if kind is ChangeType.DELETE:
-        return DeleteClient(client_id=client_id, change=meta)
+        return DeleteClient.model_validate({"client_id": client_id, "change": meta})
     changes: dict[str, object] = {}
     diffs: dict[str, str] = {}
+    add = mapping.add
     for name, value in event.fields.items():  # the changed ones: `event.changed()` without its copy
         if value is UNCHANGED:  # the parser's one shared value: most fields of an update (an identity test)
             continue
@@ -132,31 +135,35 @@ def _command(
             if attribute is not None:
                 diffs[attribute] = str(value.value)
         else:
-            changes.update(mapping.values(name, value.value if state is _SET else None))
-    return ChangeClientDetails(client_id=client_id, changes=changes, diffs=diffs, change=meta)
+            add(changes, name, value.value if state is _SET else None)
+    return ChangeClientDetails.model_validate(
+        {"client_id": client_id, "changes": changes, "diffs": diffs, "change": meta})
 
 
 def _full_record(event: ChangeEvent, mapping: FieldMapping) -> ClientData:
-    return mapping.client_data({name: v.value for name, v in event.fields.items() if v.state is FieldState.SET})
+    return mapping.client_data({name: v.value for name, v in event.fields.items() if v.state is _SET})
 
 
 def _metadata(event: ChangeEvent, kafka: KafkaCoordinates) -> ChangeMetadata:
     last_modified = event.value("LastModifiedDate")
-    return ChangeMetadata(
-        transaction_key=event.transaction_key,
-        sequence_number=event.sequence_number,
-        commit_timestamp_ms=event.commit_timestamp_ms,
-        commit_number=event.commit_number,
-        commit_user=event.commit_user,
-        change_type=event.change_type.value,
-        change_origin=event.change_origin,
-        replay_id=event.replay_id,
-        event_id=event.event_id,
-        last_modified_ms=int(last_modified) if isinstance(last_modified, (int, float)) else None,
-        source_topic=kafka.topic,
-        source_partition=kafka.partition,
-        source_offset=kafka.offset,
-        correlation_id=event.transaction_key,
-        causation_id=f"{kafka.topic}:{kafka.partition}:{kafka.offset}",
-        traceparent=kafka.traceparent,
-    )
+    return ChangeMetadata.model_validate({
+        "transaction_key": event.transaction_key,
+        "sequence_number": event.sequence_number,
+        "commit_timestamp_ms": event.commit_timestamp_ms,
+        "commit_number": event.commit_number,
+        "commit_user": event.commit_user,
+        "change_type": _CHANGE_TYPES[event.change_type],
+        "change_origin": event.change_origin,
+        "replay_id": event.replay_id,
+        "event_id": event.event_id,
+        "last_modified_ms": int(last_modified) if isinstance(last_modified, (int, float)) else None,
+        "source_topic": kafka.topic,
+        "source_partition": kafka.partition,
+        "source_offset": kafka.offset,
+        "correlation_id": event.transaction_key,
+        "causation_id": f"{kafka.topic}:{kafka.partition}:{kafka.offset}",
+        "traceparent": kafka.traceparent,
+    })
+
+
+_CHANGE_TYPES = {kind: kind.value for kind in ChangeType}  # a dict lookup, not the enum's `value` property
