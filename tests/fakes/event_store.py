@@ -1,5 +1,6 @@
 """The EventStore port in memory, for unit tests: the same optimistic-concurrency rule and the same refusals of
-values as the PostgreSQL store (jsonb takes no NaN, no Infinity, no NUL)."""
+values as the PostgreSQL store (jsonb takes no NaN, no Infinity, no NUL; psycopg sends no text without a UTF-8
+form)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from worker.application.ports import BatchChanges, LoadedStream, StoredEvent
 
 
 def jsonb_text(value: Any) -> str:
-    """The JSON text the Postgres event store writes (json.dumps as in event_store._json), checked as jsonb
-    would: PostgreSQL refuses NaN/Infinity (not JSON) and \\u0000 (no NUL in jsonb text)."""
-    text = json.dumps(value, separators=(",", ":"))
+    """The JSON text the Postgres event store writes (json.dumps as in event_store._json, non-ASCII as it is),
+    checked as jsonb would: PostgreSQL refuses NaN/Infinity (not JSON) and \\u0000 (no NUL in jsonb text); and
+    as psycopg sends it: in UTF-8, which an unpaired surrogate has no form in (UnicodeEncodeError)."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    text.encode("utf-8")
 
     def refuse(constant: str) -> Any:
         raise psycopg.errors.InvalidTextRepresentation(f"invalid input syntax for type json: {constant}")

@@ -315,3 +315,48 @@ def test_a_value_postgres_refuses_early_in_a_long_copy_is_isolated_too(settings:
     registered = rows(dsn, "SELECT stream_id FROM events WHERE event_type = 'ClientRegistered' ORDER BY 1")
     assert [r[0] for r in registered] == [cid for i, cid in enumerate(ids) if i != 3]
     assert rows(dsn, "SELECT client_id FROM resync_requests") == [(ids[3],)]
+
+
+def _pubsub_json_update(client_id: str, phone: str, commit_ms: int) -> tuple[bytes, bytes]:
+    """A Pub/Sub JSON update whose Phone is ``phone`` as JSON writes it (a lone surrogate as its "\\ud800"
+    escape: valid JSON, decoded to a str with no UTF-8 form)."""
+    import json
+
+    doc = {"ChangeEventHeader": {
+        "entityName": "Account", "recordIds": [client_id], "changeType": "UPDATE", "changeOrigin": "",
+        "transactionKey": f"tk-{commit_ms}", "sequenceNumber": 1, "commitTimestamp": commit_ms, "commitNumber": 1,
+        "commitUser": "005000000000001AAA", "changedFields": ["Phone"], "nulledFields": [], "diffFields": []},
+        "Phone": phone}
+    return client_id.encode(), json.dumps(doc).encode()
+
+
+def test_a_text_with_no_utf8_form_is_dead_lettered_at_validate_and_the_rest_is_applied(settings: Settings) -> None:
+    """An unpaired surrogate in a JSON change (its escape is valid JSON) stopped the worker at the COPY: PostgreSQL
+    has no encoding for it. The value rules now refuse it; the messages behind it are applied."""
+    f = CdcFactory()
+    produce_changes(settings, [f.create(A), _pubsub_json_update(A, "x\ud800y", 1_750_000_001_000),
+                               f.create(B), f.update(B, Phone="2")])
+    assert run_role(settings, "ingest") == 0
+    k, dsn = settings.kafka, settings.postgres.url.get_secret_value()
+    [letter] = consume_all(k.bootstrap_servers, k.cdc_dlq_topic)
+    headers = {key: value.decode() for key, value in letter.headers()}
+    assert headers[dlq_headers.H_STAGE] == "validate" and headers[dlq_headers.H_RESYNC] == f"marked for resync: {A}"
+    assert "phone: contains an unpaired surrogate" in headers[dlq_headers.H_MESSAGE]
+    assert rows(dsn, "SELECT stream_id, event_type FROM events ORDER BY stream_id, version") == [
+        (A, "ClientRegistered"), (A, "ClientMarkedForResync"), (B, "ClientRegistered"), (B, "ClientDetailsChanged")]
+
+
+def test_a_text_the_store_cannot_encode_is_isolated_by_splitting_the_batch(settings: Settings) -> None:
+    """The last line of defence for the same text, with the value rules left out: psycopg cannot encode it for
+    the COPY (UnicodeEncodeError); that is one row's data, so the batch is bisected, not the worker stopped."""
+    from tests.unit.roles.ingest_kit import messages
+
+    f = CdcFactory()
+    batch = messages(f.create(A), _pubsub_json_update(A, "x\ud800y", 1_750_000_001_000), f.create(B),
+                     f.update(B, Phone="2"))
+    outcome = _process_without_value_rules(settings, batch)
+    assert [(letter.message.offset(), letter.stage.value, type(letter.error).__name__)
+            for letter in outcome.dead_letters] == [(1, "handle", "UnicodeEncodeError")]
+    dsn = settings.postgres.url.get_secret_value()
+    assert rows(dsn, "SELECT stream_id, event_type FROM events ORDER BY stream_id, version") == [
+        (A, "ClientRegistered"), (A, "ClientMarkedForResync"), (B, "ClientRegistered"), (B, "ClientDetailsChanged")]

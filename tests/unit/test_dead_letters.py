@@ -123,3 +123,14 @@ def test_a_dead_letter_keeps_its_stack_trace_as_text_and_lets_the_failed_frames_
     assert "int(\"many\")" in letter.stacktrace and "cannot translate" in letter.stacktrace
     assert letter.error.__traceback__ is None and letter.error.__cause__ is not None
     assert letter.error.__cause__.__traceback__ is None
+
+
+def test_an_error_quoting_a_text_with_no_utf8_form_is_written_as_its_escape() -> None:
+    """The store's last line of defence quotes the value it could not encode (an unpaired surrogate) in its
+    message: the dead letter must still be written, the character as its escape."""
+    producer = FakeProducer()
+    dead = publisher(producer)
+    dead.publish(letter(error=ValueError("cannot encode 'x\ud800y'")))
+    dead.flush()
+    [record] = producer.delivered
+    assert record.header(dlq.H_MESSAGE) == "cannot encode 'x\\ud800y'"

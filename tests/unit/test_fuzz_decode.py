@@ -36,6 +36,8 @@ HOSTILE: list[Any] = [
     float("nan"), float("inf"), float("-inf"), 2**70, -(2**70), 2**63, 10**30, "\u0000", "a\u0000b", "many",
     "", " ", [], {}, [1, [2]], {"a": float("nan")}, {"k\u0000": 1}, True, False, 1.5, -1, 0, None,
     "x" * 200_000, "2023-01-01T00:00:00Z", "001*", "000000000000000AAA", "UPDATE", "GAP_UPDATE", ["Name"],
+    # unpaired surrogates: JSON writes them as "\\ud800" escapes, valid JSON that decodes to text with no UTF-8 form
+    "\ud800", "caf\u00e9\udfff", {"k\udc80": 1}, ["\ud83d"],
 ]
 
 
@@ -87,7 +89,8 @@ def hostile_messages(draw: Any) -> tuple[int, bytes]:
             if kind == "drop":
                 del parent[path[-1]]
             elif kind == "add" and isinstance(parent, dict):
-                parent[draw(st.sampled_from(["Evil__c", "Evil\u0000__c", "Name", "BillingAddress"]))] = hostile(draw)
+                names = ["Evil__c", "Evil\u0000__c", "Evil\ud800__c", "Name", "BillingAddress"]
+                parent[draw(st.sampled_from(names))] = hostile(draw)
             else:
                 parent[path[-1]] = hostile(draw)
         except (KeyError, IndexError, TypeError):

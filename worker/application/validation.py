@@ -2,13 +2,15 @@
 return every problem they find; a batch validator looks across the commands of one batch.
 
 Value rules: whatever a change carries must be storable as it is (PostgreSQL jsonb and columns, Avro on the
-events topic): no NaN or ±Infinity, no NUL character, no integer beyond 64 bits, no text longer than
-Salesforce's longest, only JSON values, and each attribute of its own type. A value that breaks one is refused
+events topic): no NaN or ±Infinity, no NUL character, no unpaired surrogate (a JSON input's "\ud800" escape
+decodes to one: no UTF-8 text holds it), no integer beyond 64 bits, no text longer than Salesforce's longest,
+only JSON values, and each attribute of its own type. A value that breaks one is refused
 here (stage validate) with the attribute named, never by the database (which would stop the batch)."""
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -38,6 +40,9 @@ MAX_DEPTH = 32  # nesting of an unmapped field's JSON value
 _NUMERIC_NON_NEGATIVE = ("annual_revenue", "employees")
 _INTEGER_ATTRIBUTES = frozenset({"employees"})
 _NUMBER_ATTRIBUTES = frozenset({"annual_revenue", "billing_address.latitude", "billing_address.longitude"})
+# A surrogate code point: in a str only when something decoded an escape of one (JSON's "\ud800"); UTF-8 (what
+# PostgreSQL, Kafka and Avro take) has no encoding for it. (An ASCII text, most of them, is not searched.)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 class UntranslatableChange(ApplicationError):
@@ -85,6 +90,8 @@ def _text_problems(path: str, text: str, max_text: int) -> list[str]:
     problems = []
     if "\x00" in text:
         problems.append(f"{path}: contains a NUL character")
+    if not text.isascii() and _SURROGATE.search(text):
+        problems.append(f"{path}: contains an unpaired surrogate (not Unicode text: no UTF-8 encoding)")
     if len(text) > max_text:
         problems.append(f"{path}: {len(text)} characters, more than {max_text}")
     return problems
@@ -118,7 +125,7 @@ def model_problems(path: str, model: BaseModel, depth: int = 0) -> list[str]:
     for key, value in model.__dict__.items():
         kind = type(value)  # `_clean_scalar` inline: a call per value was most of a clean model's cost
         if kind is str:
-            if len(value) <= MAX_TEXT and "\x00" not in value:
+            if len(value) <= MAX_TEXT and "\x00" not in value and (value.isascii() or not _SURROGATE.search(value)):
                 continue
         elif value is None or kind is bool or (kind is int and INT64_MIN <= value <= INT64_MAX) or (
                 kind is float and math.isfinite(value)):
@@ -137,7 +144,7 @@ def _clean_scalar(value: Any) -> bool:
     sends the value to the full check, which names the problem if there is one."""
     kind = type(value)
     if kind is str:
-        return len(value) <= MAX_TEXT and "\x00" not in value
+        return _clean_text(value)
     if value is None or kind is bool:
         return True
     if kind is int:
@@ -156,7 +163,12 @@ def _clean_attribute(path: str, value: Any) -> bool:
         return (kind is int and INT64_MIN <= value <= INT64_MAX) or (kind is float and math.isfinite(value))
     if path.startswith("extra."):
         return _clean_scalar(value)
-    return kind is str and len(value) <= MAX_TEXT and "\x00" not in value
+    return kind is str and _clean_text(value)
+
+
+def _clean_text(text: str) -> bool:
+    """True when `_text_problems` has nothing to say of ``text``."""
+    return len(text) <= MAX_TEXT and "\x00" not in text and (text.isascii() or not _SURROGATE.search(text))
 
 
 def _change_problems(change: ChangeMetadata | None) -> list[str]:
@@ -185,7 +197,7 @@ def validate_changes(cmd: ChangeClientDetails) -> list[str]:
     if "name" in cmd.changes and (name is None or (isinstance(name, str) and not name.strip())):
         problems.append("name cannot be set to empty")
     for path, value in cmd.changes.items():
-        if len(path) > MAX_TEXT or "\x00" in path or not _clean_attribute(path, value):
+        if not _clean_text(path) or not _clean_attribute(path, value):
             problems += _text_problems("attribute", path, MAX_TEXT) + attribute_problems(path, value)
     for attr in _NUMERIC_NON_NEGATIVE:
         value = cmd.changes.get(attr)

@@ -50,8 +50,10 @@ POISON_TYPES: tuple[type[BaseException], ...] = (
     DomainError,
 )
 # One row's data refused by PostgreSQL: a value out of range or of the wrong type for its column, a NUL
-# character (refused by psycopg before it is sent), text that is not valid JSON for jsonb, a NOT NULL or CHECK.
+# character (refused by psycopg before it is sent), text that is not valid JSON for jsonb, a NOT NULL or CHECK;
+# or a text with no UTF-8 form (an unpaired surrogate), which psycopg cannot encode to send.
 ROW_DATA_ERRORS: tuple[type[BaseException], ...] = (
+    UnicodeEncodeError,
     psycopg.DataError,
     psycopg.errors.DatatypeMismatch,
     psycopg.errors.NotNullViolation,

@@ -25,6 +25,11 @@ A = "001000000000001AAA"
     ("extra.Blob__c", {"a": [float("-inf")]}, "extra.Blob__c.a[0]"),
     ("extra.Blob__c", {"k\x00": 1}, "key: contains a NUL"),
     ("extra.Blob__c", b"bytes", "not a JSON value"),
+    # a JSON input's "\ud800" escape: text with no UTF-8 form (PostgreSQL, Kafka and Avro all refuse it)
+    ("phone", "x\ud800y", "phone: contains an unpaired surrogate"),
+    ("extra.Notes__c", "caf\u00e9 \udfff", "unpaired surrogate"),
+    ("extra.Blob__c", {"a": ["\udc80"]}, "extra.Blob__c.a[0]: contains an unpaired surrogate"),
+    ("extra.Blob__c", {"k\ud83d": 1}, "key: contains an unpaired surrogate"),
 ])
 def test_an_update_value_a_store_would_refuse_is_a_validation_problem(path: str, value: object, problem: str) -> None:
     cmd = ChangeClientDetails(client_id=A, changes={path: value}, change=_change(A))
@@ -39,7 +44,8 @@ def test_a_diffed_attribute_whose_name_has_a_nul_is_refused() -> None:
 
 def test_storable_values_pass() -> None:
     cmd = ChangeClientDetails(client_id=A, change=_change(A), changes={
-        "employees": 2**63 - 1, "annual_revenue": 1.5, "phone": None, "extra.X__c": {"a": [1, "b", None]}})
+        "employees": 2**63 - 1, "annual_revenue": 1.5, "phone": None, "extra.X__c": {"a": [1, "b", None]},
+        "name": "Caf\u00e9 \U0001f600 \u4e2d"})  # non-ASCII text (a pair of surrogates is one code point here)
     assert validate_changes(cmd) == []
 
 
@@ -92,8 +98,9 @@ class _Number(int):
 
 
 _EDGE_VALUES = [None, True, False, 0, -1, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 1.5, float("nan"),
-                float("inf"), -float("inf"), "", "ok", "a\x00b", "x" * MAX_TEXT, "x" * (MAX_TEXT + 1), _Text("t"),
-                _Number(5), {"a": 1}, {"a": float("nan")}, [1, "\x00"], {1: 2}, (1, 2), b"bytes", object()]
+                float("inf"), -float("inf"), "", "ok", "a\x00b", "\ud800", "\u00e9\udfff", "\u00e9", "x" * MAX_TEXT,
+                "x" * (MAX_TEXT + 1), _Text("t"), _Number(5), {"a": 1}, {"a": float("nan")}, [1, "\x00"], {1: 2},
+                (1, 2), b"bytes", object()]
 _EDGE_PATHS = ["name", "employees", "annual_revenue", "billing_address.latitude", "billing_address.city",
                "extra.X__c", "phone"]
 
@@ -112,6 +119,14 @@ def test_the_inline_checks_never_pass_a_value_the_full_rules_refuse(value: objec
             assert attribute_problems(path, value) == [], path
 
 
+def test_a_full_record_with_an_unpaired_surrogate_is_refused_by_the_value_rules() -> None:
+    """pydantic takes such a text for a `str` field (only a constrained one, checked in its core, refuses it)."""
+    data = ClientData(name="Acme", phone="x\ud800", extra={"Notes__c": "x\ud800", "Ok__c": "\u00e9"})
+    problems = validate_full_record(RegisterClient(client_id=A, data=data, change=_change(A)))
+    assert problems == ["data.phone: contains an unpaired surrogate (not Unicode text: no UTF-8 encoding)",
+                        "data.extra.Notes__c: contains an unpaired surrogate (not Unicode text: no UTF-8 encoding)"]
+
+
 def test_change_metadata_is_checked_by_its_model_or_else_by_the_value_rules() -> None:
     """A validated change metadata cannot hold a NUL or an over-long text (its model refuses them), so the value
     rules pass it over; one built without validation is checked by the rules."""
@@ -120,7 +135,7 @@ def test_change_metadata_is_checked_by_its_model_or_else_by_the_value_rules() ->
     good = dict(transaction_key="k", sequence_number=1, commit_timestamp_ms=5, change_type="UPDATE",
                 correlation_id="k", causation_id="t:0:1")
     for field, bad in [("transaction_key", "k\x00"), ("commit_user", "\x00"), ("traceparent", "x" * (MAX_TEXT + 1)),
-                       ("source_topic", "t\x00"), ("change_origin", "a\nb\x00")]:
+                       ("source_topic", "t\x00"), ("change_origin", "a\nb\x00"), ("replay_id", "r\ud800")]:
         with pytest.raises(pydantic.ValidationError, match=field):
             ChangeMetadata(**{**good, field: bad})
         unvalidated = ChangeMetadata.model_construct(**{**good, field: bad})

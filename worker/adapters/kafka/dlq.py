@@ -274,7 +274,8 @@ def replay_count(msg: KafkaMessage) -> int:
 
 
 def _text_headers(values: dict[str, object]) -> list[tuple[str, str | bytes | None]]:
-    return [(k, str(v).encode("utf-8")) for k, v in values.items() if v is not None]
+    # an error's message can quote a text with no UTF-8 form (an unpaired surrogate): written as its escape
+    return [(k, str(v).encode("utf-8", "backslashreplace")) for k, v in values.items() if v is not None]
 
 
 def _cut(text: str, cap: int) -> str:
