@@ -116,7 +116,7 @@ class ClientAggregate:
                 values[path] = apply_unified_diff(previous, diff.patch)
             except DiffMismatch as exc:
                 return self._ask_resync(f"diff for {path} does not apply: {exc}", change)
-        return ClientDomainService.determine_event_type(self, self.details.with_changes(values), change, rule)
+        return ClientDomainService.determine_changes(self, values, change, rule)
 
     def delete(self, change: ChangeRef) -> list[ClientEvent]:
         if self._already_seen(change) or not self.registered or self.deleted:

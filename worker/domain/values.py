@@ -141,6 +141,18 @@ class ClientDetails:
                     found[f"extra.{key}"] = (a, b)
         return dict(sorted(found.items())) if len(found) > 1 else found
 
+    def changed_by(self, changes: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+        """``self.diff(self.with_changes(changes))`` without building the copy: attribute path -> (value here, value
+        in ``changes``) for each path whose value differs, sorted by path (an absent ``extra`` key counts as
+        null; an unknown path raises UnknownAttribute). An update names a few attributes: comparing those is
+        cheaper than copying the details and comparing them whole."""
+        found: dict[str, tuple[Any, Any]] = {}
+        for path, new in changes.items():
+            old = self.get(path)
+            if old != new:
+                found[path] = (old, new)
+        return dict(sorted(found.items())) if len(found) > 1 else found
+
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = encode(self)
         return data
@@ -199,12 +211,16 @@ class StatusRule:
     inactive_values: tuple[str, ...] = ("No",)
 
     def derive(self, details: ClientDetails) -> ClientStatus:
-        kind = (details.type or "").strip().lower()
+        return self.status_of(details.type, details.active)
+
+    def status_of(self, kind: str | None, active: str | None) -> ClientStatus:
+        """The status of a record whose ``type`` is ``kind`` and ``active`` is ``active`` (all `derive` reads)."""
+        kind = (kind or "").strip().lower()
         if kind and kind.startswith(_lowered(self.prospect_types)):
             return ClientStatus.PROSPECT
-        if details.active in self.active_values:
+        if active in self.active_values:
             return ClientStatus.ACTIVE
-        if details.active in self.inactive_values:
+        if active in self.inactive_values:
             return ClientStatus.INACTIVE
         return ClientStatus.UNKNOWN
 

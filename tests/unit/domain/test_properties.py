@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from worker.domain import ChangeRef, ClientAggregate, ClientDetails, ForbiddenStatusTransition, StatusRule
+from worker.domain.errors import UnknownAttribute
 from worker.domain.model import _compact_key, _key_text
+from worker.domain.services import ClientDomainService
+from worker.domain.values import ClientStatus
 
 ID = "001000000000001AAA"
 RULE = StatusRule()
@@ -140,3 +144,42 @@ def test_a_transaction_key_is_compacted_exactly_when_its_number_gives_the_same_t
     compact = _compact_key(key)
     assert compact == _compact_key_by_round_trip(key) and type(compact) is type(_compact_key_by_round_trip(key))
     assert _key_text(compact) == key
+
+
+_PATHS = ["name", "type", "active", "phone", "employees", "annual_revenue", "billing_address.city",
+          "billing_address.latitude", "extra.X__c", "extra.Y__c", "extra.PersonName.FirstName"]
+_VALUES = st.one_of(st.none(), st.sampled_from(["a", "Yes", "No", "Prospect", "Customer", 1, 1.0, True, 0, 2.5]))
+_STATUSES = st.sampled_from(list(ClientStatus))
+
+
+class _Known:
+    def __init__(self, details: ClientDetails, status: ClientStatus) -> None:
+        self.client_id, self.details, self.status = ID, details, status
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.sampled_from(_PATHS), _VALUES), st.dictionaries(st.sampled_from(_PATHS), _VALUES),
+       _STATUSES, st.sampled_from([RULE, StatusRule(prospect_types=("Customer",))]))
+def test_deciding_an_update_on_its_changes_gives_the_events_of_the_details_it_makes(
+        start: dict[str, Any], changes: dict[str, Any], status: ClientStatus, rule: StatusRule) -> None:
+    """`determine_changes` (an update: compare the attributes it names) against `determine_event_type` on the
+    details built whole: the same events or the same refusal, whatever the values (1 against 1.0 and True,
+    an absent extra key against null) and a status kept from another rule."""
+    existing = _Known(ClientDetails().with_changes(start), status)
+    ref = ChangeRef(ID, "tx", 1, 1_000)
+
+    def outcome(decide: Any) -> Any:
+        try:
+            return decide()
+        except (ForbiddenStatusTransition, AttributeError) as exc:  # a type that is no text: refused at validate
+            return repr(exc)
+
+    assert outcome(lambda: ClientDomainService.determine_changes(existing, changes, ref, rule)) == outcome(
+        lambda: ClientDomainService.determine_event_type(existing, existing.details.with_changes(changes), ref, rule))
+
+
+def test_an_update_of_an_unknown_attribute_is_refused_as_building_the_details_would() -> None:
+    existing = _Known(ClientDetails(name="Acme"), ClientStatus.UNKNOWN)
+    for path in ("nickname", "billing_address.planet", "extra.", "name.first"):
+        with pytest.raises(UnknownAttribute):
+            ClientDomainService.determine_changes(existing, {"phone": "1", path: "x"}, ChangeRef(ID, "t", 1, 1), RULE)
