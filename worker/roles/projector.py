@@ -135,7 +135,8 @@ def _span(message: KafkaMessage, event: ProjectedEvent) -> Any:
     if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         return nullcontext()
     parent = header_dict(message).get("traceparent")
-    context = _PROPAGATOR.extract({"traceparent": parent.decode()}) if parent else None
+    # bytes that are not UTF-8 make an invalid parent (a new trace), never a failed projection
+    context = _PROPAGATOR.extract({"traceparent": parent.decode("utf-8", "replace")}) if parent else None
     span = _TRACER.start_as_current_span(f"project {event.event_type}", context=context,
                                          attributes={"client.id": event.client_id, "event.version": event.version})
     return span

@@ -3,7 +3,9 @@ translate (Salesforce's terms -> the client's) in one named step, so the ingest 
 
 from __future__ import annotations
 
-from worker.adapters.kafka.types import KafkaMessage, header_dict
+from typing import Any
+
+from worker.adapters.kafka.types import KafkaMessage
 from worker.adapters.salesforce.event_parser import parse
 from worker.adapters.salesforce.mapping import FieldMapping
 from worker.adapters.salesforce.schemas import SchemaResolver
@@ -23,11 +25,22 @@ class CdcDecoder:
         self._own_client_id = own_client_id
 
     def __call__(self, message: KafkaMessage) -> Decoded:
-        headers = header_dict(message)
+        headers = message.headers()  # the parser reads them as they come; the trace's parent is the last one
         event = parse(message.value() or b"", headers, fmt=self._format, schemas=self._schemas)
-        coordinates = KafkaCoordinates(
-            topic=message.topic() or "", partition=message.partition() or 0, offset=message.offset() or 0,
-            traceparent=(headers.get("traceparent") or b"").decode() or None,
-        )
+        coordinates = KafkaCoordinates(message.topic() or "", message.partition() or 0, message.offset() or 0,
+                                       _traceparent(headers))
         result = translate(event, coordinates, mapping=self._mapping, own_client_id=self._own_client_id)
         return Decoded(list(result.commands), result.skipped)
+
+
+def _traceparent(headers: Any) -> str | None:
+    """The W3C traceparent header as text (the last one when repeated, as `header_dict` reads them), or None.
+    Bytes that are not UTF-8 become U+FFFD: an invalid traceparent starts a new trace, it fails no message."""
+    found: Any = None
+    items = headers.items() if isinstance(headers, dict) else (headers or ())
+    for key, value in items:
+        if key == "traceparent" and value is not None:
+            found = value
+    if found is None:
+        return None
+    return (found.decode("utf-8", "replace") if isinstance(found, bytes) else str(found)) or None
