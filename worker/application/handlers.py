@@ -115,31 +115,35 @@ def to_ref(client_id: str, change: ChangeMetadata) -> ChangeRef:
 
 
 def to_details(data: ClientData) -> ClientDetails:
-    fields = data.model_dump(exclude={"billing_address", "extra"})
-    return ClientDetails(**fields, billing_address=to_address(data.billing_address), extra=dict(data.extra))
+    values = data.__dict__  # the model's field values as they are: its dump would serialise each (~4 µs a record)
+    return ClientDetails(**{name: values[name] for name in _PLAIN_FIELDS},
+                         billing_address=to_address(data.billing_address), extra=dict(data.extra))
 
 
 def to_address(data: AddressData) -> Address:
-    return Address(**data.model_dump())
+    return Address(**data.__dict__)
+
+
+_PLAIN_FIELDS = tuple(name for name in ClientData.model_fields if name not in ("billing_address", "extra"))
 
 
 def event_metadata(cmd: Command, change: ChangeMetadata | None) -> dict[str, Any]:
     """Every stored event's metadata: correlation (root) and causation (parent) ids, Kafka coordinates,
     Salesforce identity (see docs/architecture.md)."""
-    meta: dict[str, Any] = {"command": type(cmd).__name__}
-    if change is not None:
-        meta.update(
-            correlation_id=change.correlation_id,
-            causation_id=change.causation_id,
-            source_topic=change.source_topic,
-            source_partition=change.source_partition,
-            source_offset=change.source_offset,
-            replay_id=change.replay_id,
-            transaction_key=change.transaction_key,
-            sequence_number=change.sequence_number,
-            commit_timestamp=change.commit_timestamp_ms,
-            change_origin=change.change_origin,
-            change_type=change.change_type,
-            traceparent=change.traceparent,
-        )
-    return meta
+    if change is None:
+        return {"command": type(cmd).__name__}
+    return {  # one literal: built per command (keyword arguments to update() made a second dict)
+        "command": type(cmd).__name__,
+        "correlation_id": change.correlation_id,
+        "causation_id": change.causation_id,
+        "source_topic": change.source_topic,
+        "source_partition": change.source_partition,
+        "source_offset": change.source_offset,
+        "replay_id": change.replay_id,
+        "transaction_key": change.transaction_key,
+        "sequence_number": change.sequence_number,
+        "commit_timestamp": change.commit_timestamp_ms,
+        "change_origin": change.change_origin,
+        "change_type": change.change_type,
+        "traceparent": change.traceparent,
+    }
