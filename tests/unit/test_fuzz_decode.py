@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.cdc_factory import CdcFactory
-from tests.unit.roles.ingest_kit import MemoryStore, messages, processor
+from tests.unit.roles.ingest_kit import MemoryStore, Message, messages, processor
 from worker.adapters.salesforce.errors import ChangeEventParseError
 from worker.application.errors import InvalidCommand
 from worker.application.validation import UntranslatableChange
@@ -38,6 +38,14 @@ HOSTILE: list[Any] = [
     "x" * 200_000, "2023-01-01T00:00:00Z", "001*", "000000000000000AAA", "UPDATE", "GAP_UPDATE", ["Name"],
     # unpaired surrogates: JSON writes them as "\\ud800" escapes, valid JSON that decodes to text with no UTF-8 form
     "\ud800", "caf\u00e9\udfff", {"k\udc80": 1}, ["\ud83d"],
+]
+
+
+# Kafka headers a producer may set on a change: a trace parent that is not UTF-8 stopped the worker once
+HOSTILE_HEADERS: list[list[tuple[str, bytes | None]]] = [
+    [], [("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01")], [("traceparent", b"\xff\xfe")],
+    [("traceparent", None)], [("traceparent", b"")], [("traceparent", b"\x00")], [("schema_id", b"\xff")],
+    [("replay_id", b"\xc3\x28"), ("event_id", b"\x00")], [("traceparent", b"x" * 200_000)],
 ]
 
 
@@ -76,7 +84,7 @@ def hostile(draw: Any) -> Any:
 
 
 @st.composite
-def hostile_messages(draw: Any) -> tuple[int, bytes]:
+def hostile_messages(draw: Any) -> tuple[int, bytes, list[tuple[str, bytes | None]]]:
     index = draw(st.integers(0, len(BASES) - 1))
     doc = copy.deepcopy(BASES[index])
     for _ in range(draw(st.integers(1, 3))):
@@ -95,15 +103,16 @@ def hostile_messages(draw: Any) -> tuple[int, bytes]:
                 parent[path[-1]] = hostile(draw)
         except (KeyError, IndexError, TypeError):
             pass  # an earlier mutation removed or replaced this path
-    return index, json.dumps(doc).encode()
+    return index, json.dumps(doc).encode(), draw(st.sampled_from(HOSTILE_HEADERS))
 
 
-def run_one(index: int, value: bytes) -> str:
+def run_one(index: int, value: bytes, headers: list[tuple[str, bytes | None]] | None = None) -> str:
     """The batch [a CREATE of each record, the hostile message]; returns the hostile message's outcome."""
     seed = CdcFactory(start_ms=1_000_000_000_000)
     creates = [seed.create(cid, Type=None, Active__c=None) for cid in dict.fromkeys(_record_ids(BASES[index]))]
     store = MemoryStore()  # refuses what jsonb refuses: the value rules must have refused it first
-    outcome = processor(store).process(messages(*creates, (b"k", value)))
+    batch = [*messages(*creates), Message(value, len(creates), b"k", headers=headers)]
+    outcome = processor(store).process(batch)
     hostile = len(creates)
     for letter in outcome.dead_letters:
         assert isinstance(letter.error, TYPED), f"untyped dead letter: {letter.error!r}"
@@ -121,7 +130,7 @@ def test_every_mutated_cdc_message_is_applied_or_dead_lettered_with_a_typed_reas
     @settings(max_examples=EXAMPLES, deadline=None, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(hostile_messages())
-    def one(case: tuple[int, bytes]) -> None:
+    def one(case: tuple[int, bytes, list[tuple[str, bytes | None]]]) -> None:
         counts[run_one(*case)] += 1
 
     one()

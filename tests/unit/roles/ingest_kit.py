@@ -18,8 +18,10 @@ TOPIC = "salesforce.cdc.account"
 class Message:
     """A consumed Kafka record (the KafkaMessage protocol)."""
 
-    def __init__(self, value: bytes, offset: int, key: bytes | None = None, partition: int = 0) -> None:
+    def __init__(self, value: bytes, offset: int, key: bytes | None = None, partition: int = 0,
+                 headers: list[tuple[str, bytes | None]] | None = None) -> None:
         self._value, self._offset, self._key, self._partition = value, offset, key, partition
+        self._headers = headers or []
 
     def topic(self) -> str:
         return TOPIC
@@ -36,8 +38,8 @@ class Message:
     def value(self) -> bytes | None:
         return self._value
 
-    def headers(self) -> list[tuple[str, bytes]]:
-        return []
+    def headers(self) -> list[tuple[str, bytes | None]]:
+        return self._headers
 
     def timestamp(self) -> tuple[int, int]:
         return (1, 0)
