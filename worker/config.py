@@ -12,9 +12,10 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.application.commands import is_client_attribute
 from worker.logs import kafka_client_logging
 
 
@@ -177,6 +178,15 @@ class DomainSettings(_Section):
     field_mapping: dict[str, str] = Field(
         default_factory=dict, description="Overrides of Salesforce field -> client attribute."
     )
+
+    @field_validator("field_mapping")
+    @classmethod
+    def _targets_are_attributes(cls, mapping: dict[str, str]) -> dict[str, str]:
+        wrong = sorted(target for target in mapping.values() if not is_client_attribute(target))
+        if wrong:
+            raise ValueError(f"targets that name no client attribute: {', '.join(map(repr, wrong))} (a plain"
+                             " attribute such as phone, billing_address.<part> or extra.<name>)")
+        return mapping
 
 
 class FeatureFlags(_Section):

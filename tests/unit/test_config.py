@@ -99,3 +99,13 @@ def test_the_fetch_settings_reach_every_consumer_and_a_zero_minimum_is_refused(m
     conf = consumer_config(load_settings().kafka, "g")
     assert (conf["fetch.min.bytes"], conf["fetch.wait.max.ms"]) == (1, 20)
     assert "WORKER_KAFKA__FETCH_MIN_BYTES" in fails_with(monkeypatch, {"WORKER_KAFKA__FETCH_MIN_BYTES": "0"})
+
+
+def test_a_field_mapping_target_that_names_no_client_attribute_is_refused_in_one_line(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    message = fails_with(monkeypatch, {"WORKER_DOMAIN__FIELD_MAPPING": '{"Region__c": "extra", "X__c": "phone"}'})
+    assert message.startswith("invalid setting WORKER_DOMAIN__FIELD_MAPPING: ")
+    assert "targets that name no client attribute: 'extra'" in message and "'phone'" not in message.split("(")[0]
+    monkeypatch.setenv("WORKER_DOMAIN__FIELD_MAPPING",
+                       '{"Region__c": "extra.Region", "X__c": "phone", "Y__c": "billing_address.city"}')
+    assert load_settings().domain.field_mapping["Y__c"] == "billing_address.city"

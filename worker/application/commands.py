@@ -112,6 +112,15 @@ class ClientData(_Frozen):
     extra: dict[str, Any] = Field(default_factory=dict)
 
 
+def is_client_attribute(path: str) -> bool:
+    """Whether ``path`` names a client attribute a change can set: a plain one (``phone``), an address part
+    (``billing_address.city``) or an unmapped field's (``extra.Region__c``)."""
+    head, dot, rest = path.partition(".")
+    if not dot:
+        return head in ClientData.model_fields and head not in ("billing_address", "extra")
+    return (head == "billing_address" and rest in AddressData.model_fields) or (head == "extra" and bool(rest))
+
+
 class Command(_Frozen):
     """Base of every command."""
 

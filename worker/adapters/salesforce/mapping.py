@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from worker.application.commands import AddressData, ClientData
+from worker.application.commands import AddressData, ClientData, is_client_attribute
 
 _ADDRESS = {
     "Street": "street", "City": "city", "State": "state", "PostalCode": "postal_code", "Country": "country",
@@ -43,12 +43,20 @@ _ADDRESS_PREFIXES = ("Billing", "Shipping", "PersonMailing", "PersonOther", "Mai
 PERSON_NAME_PARTS = ("Salutation", "FirstName", "MiddleName", "LastName", "Suffix")
 
 
+def mapping_problem(mapping: Mapping[str, str]) -> str | None:
+    """What is wrong with field mapping overrides (Salesforce field -> client attribute), or None."""
+    wrong = {field: target for field, target in mapping.items() if not is_client_attribute(target)}
+    if not wrong:
+        return None
+    return (f"field mapping targets that name no client attribute: {wrong} (a plain attribute,"
+            f" billing_address.<{'|'.join(AddressData.model_fields)}> or extra.<name>)")
+
+
 class FieldMapping:
     def __init__(self, mapping: Mapping[str, str]) -> None:
-        wrong = {field: target for field, target in mapping.items() if not _is_attribute(target)}
-        if wrong:
-            raise ValueError(f"field mapping targets that name no client attribute: {wrong} (a plain attribute,"
-                             f" billing_address.<{'|'.join(AddressData.model_fields)}> or extra.<name>)")
+        problem = mapping_problem(mapping)
+        if problem:
+            raise ValueError(problem)
         self._map = dict(mapping)
         # field -> its route (`_route`), learnt as fields are met
         self._routes: dict[str, object] = {}
@@ -150,13 +158,6 @@ class FieldMapping:
                 continue  # compound read-only twin of flat fields (ShippingAddress): kept via the flat ones
             values[_compound(field)] = value
         return self.client_data(values)
-
-
-def _is_attribute(path: str) -> bool:
-    head, dot, rest = path.partition(".")
-    if not dot:
-        return head in ClientData.model_fields and head not in ("billing_address", "extra")
-    return (head == "billing_address" and rest in AddressData.model_fields) or (head == "extra" and bool(rest))
 
 
 def _placed(path: str) -> tuple[str, int, str]:
