@@ -3,6 +3,17 @@
 from __future__ import annotations
 
 
+def printable(text: str) -> str:
+    """``text`` with each character UTF-8 cannot encode (an unpaired surrogate: a JSON input's "\\ud800" escape
+    decodes to one) written as its escape. Error messages quote input (an attribute path, an unmapped field's
+    name), and every place they go writes UTF-8: a log line, a dead letter's headers, a test report."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 class ApplicationError(Exception):
     """Base of the application layer's errors."""
 
@@ -15,8 +26,8 @@ class InvalidCommand(ApplicationError):
     """Business validation found problems; every problem is listed."""
 
     def __init__(self, command_type: str, problems: list[str]) -> None:
-        super().__init__(f"{command_type}: " + "; ".join(problems))
-        self.problems = problems
+        self.problems = [printable(problem) for problem in problems]
+        super().__init__(f"{command_type}: " + "; ".join(self.problems))
 
 
 class TransientFailure(ApplicationError):

@@ -31,7 +31,7 @@ from worker.application.commands import (
     ResyncAllClients,
     ResyncClients,
 )
-from worker.application.errors import ApplicationError
+from worker.application.errors import ApplicationError, printable
 
 Validator = Callable[[Any], list[str]]
 
@@ -50,7 +50,7 @@ class UntranslatableChange(ApplicationError):
     its header names (empty when none is a valid id), so they are held back until a resync."""
 
     def __init__(self, reason: str, client_ids: Sequence[str] = ()) -> None:
-        super().__init__(reason)
+        super().__init__(printable(reason))
         self.client_ids = tuple(client_ids)
 
 

@@ -144,3 +144,17 @@ def test_change_metadata_is_checked_by_its_model_or_else_by_the_value_rules() ->
     assert ChangeMetadata(**{**good, "change_origin": "a\nb"}).validated
     assert validate_changes(ChangeClientDetails(client_id=A, changes={"phone": "1"}, change=ChangeMetadata(**good))) \
         == []
+
+
+def test_a_refusal_quoting_a_text_with_no_utf8_form_is_written_with_its_escape() -> None:
+    """The rules name the attribute, whose name can hold the surrogate itself (an unmapped field's): the message
+    goes to logs, dead-letter headers and test reports, all UTF-8, so it carries the escape instead."""
+    from worker.application.errors import InvalidCommand, printable
+    from worker.application.validation import UntranslatableChange
+
+    cmd = ChangeClientDetails(client_id=A, changes={"extra.Blob__c": {"k\ud800": "\udc00"}}, change=_change(A))
+    error = InvalidCommand("ChangeClientDetails", validate_changes(cmd))
+    assert "extra.Blob__c.k\\ud800: contains an unpaired surrogate" in str(error)
+    assert all(p.encode() for p in error.problems)
+    str(UntranslatableChange("KeyError: 'a\ud800'")).encode()
+    assert printable("caf\u00e9") == "caf\u00e9" and printable("a\udfffb") == "a\\udfffb"
