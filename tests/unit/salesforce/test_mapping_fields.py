@@ -63,3 +63,14 @@ def test_routes_remembered_are_bounded_and_fields_past_the_bound_still_translate
     into: dict[str, object] = {}
     mapping.add(into, names[-1], "v")
     assert into == {f"extra.{names[-1]}": "v"}
+
+
+def test_each_field_kind_has_its_own_route() -> None:
+    """Routes are told apart by identity: equal tuples in one module can be one object."""
+    mapping = FieldMapping.from_overrides()
+    assert mapping_module._SYSTEM is not mapping_module._SPECIAL
+    assert mapping._route("SystemModstamp") is mapping_module._SYSTEM
+    assert mapping._route("Name") is mapping_module._SPECIAL and mapping._route("NumberOfEmployees") is (
+        mapping_module._SPECIAL)
+    assert mapping._route("BillingAddress.City") == ("billing_address.city", 1, "city")
+    assert mapping._route("Region__c") == ("extra.Region__c", 2, "Region__c")

@@ -37,8 +37,11 @@ SYSTEM_FIELDS = frozenset({
 # Field names whose route `add` keeps: a schema has a few hundred; JSON input can name anything, so past this
 # many a name is routed again each time rather than remembered.
 _ROUTES_KEPT = 4096
-_SPECIAL = object()  # the route of a field only `values` handles (a person name record, an employee count)
-_SYSTEM = object()  # the route of a system field: nowhere
+# A field's route (`FieldMapping._route`): its attribute path, the part of a full record holding it (0 the plain
+# attributes, 1 the billing address, 2 extra; -1 none) and its key there; or one of these two, told by identity:
+_Route = tuple[str, int, str]
+_SPECIAL: _Route = ("", -1, "special")  # only `values` knows (a person name record, an employee count)
+_SYSTEM: _Route = ("", -1, "system")  # a system field: nowhere
 _ADDRESS_PREFIXES = ("Billing", "Shipping", "PersonMailing", "PersonOther", "Mailing", "Other")
 PERSON_NAME_PARTS = ("Salutation", "FirstName", "MiddleName", "LastName", "Suffix")
 
@@ -58,8 +61,7 @@ class FieldMapping:
         if problem:
             raise ValueError(problem)
         self._map = dict(mapping)
-        # field -> its route (`_route`), learnt as fields are met
-        self._routes: dict[str, object] = {}
+        self._routes: dict[str, _Route] = {}  # learnt as fields are met
 
     @classmethod
     def from_overrides(cls, overrides: Mapping[str, str] | None = None) -> FieldMapping:
@@ -95,7 +97,7 @@ class FieldMapping:
         if route is _SPECIAL:
             into.update(self.values(field, value))
         elif route is not _SYSTEM:
-            into[route[0]] = value  # type: ignore[index]
+            into[route[0]] = value
 
     def client_data(self, values: Mapping[str, Any]) -> ClientData:
         """A full record from field -> value (compound parts as `BillingAddress.City`)."""
@@ -111,17 +113,17 @@ class FieldMapping:
                     _, part, key = _placed(path)
                     if part >= 0:
                         parts[part][key] = item
-            elif route is not _SYSTEM and route[1] >= 0:  # type: ignore[index]
-                parts[route[1]][route[2]] = value  # type: ignore[index]
+            elif route[1] >= 0:  # not _SYSTEM, nor a path that names no part of a client
+                parts[route[1]][route[2]] = value
         # one validation of the whole record (the address is validated as part of it): a model's constructor
         # costs ~1.5 µs more than `model_validate` of the same values
         return ClientData.model_validate({**plain, "billing_address": address, "extra": extra})
 
-    def _route(self, field: str) -> object:
+    def _route(self, field: str) -> _Route:
         """Where ``field`` goes: _SYSTEM (nowhere), _SPECIAL (`values` decides) or its `_placed` attribute path."""
         attribute = self.attribute(field)
         if attribute is None:
-            route: object = _SYSTEM
+            route = _SYSTEM
         elif field == "Name" or attribute == "employees":
             route = _SPECIAL
         else:
@@ -160,9 +162,8 @@ class FieldMapping:
         return self.client_data(values)
 
 
-def _placed(path: str) -> tuple[str, int, str]:
-    """An attribute path, the part of a full record holding it (0 the plain attributes, 1 the billing address,
-    2 extra; -1: no part of a client, dropped from a full record) and its key there."""
+def _placed(path: str) -> _Route:
+    """The route of an attribute path (a path that names no part of a client is dropped from a full record)."""
     head, dot, rest = path.partition(".")
     if not dot:
         return (path, 0, path)
