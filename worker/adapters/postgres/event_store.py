@@ -29,10 +29,15 @@ from worker.application.unit_of_work import SNAPSHOT_SCHEMA_VERSION
 # this schema version) and the events after it. The cost follows the tail, not the history: `stream_id =
 # ANY(...)` with a version filter read every event and snapshot of the streams and dropped most (a stream of
 # 10 000 events with a snapshot every 100 took 26x longer to load). Each id is passed once (`_distinct`).
+# `OFFSET 0` keeps the events' subquery a per-stream index scan: without it the planner may pull it up into a hash
+# join over a sequential scan of the whole events table (it did, on statistics a few seconds old while ingest grew
+# the table: 3.7-5 ms a batch for 75 new streams at 20 000 events, against 0.4 ms, and growing with the table).
+# The id arrays go in binary (`%b`): the text form quotes each element after a regular expression (0.33 against
+# 0.05 ms for a batch's 450 ids).
 _LOAD = """
 WITH latest AS (
     SELECT i.stream_id, s.version, s.state, s.schema_version
-    FROM unnest(%(ids)s::text[]) AS i(stream_id)
+    FROM unnest(%(ids)b::text[]) AS i(stream_id)
     LEFT JOIN LATERAL (
         SELECT version, state, schema_version FROM snapshots
         WHERE stream_id = i.stream_id AND schema_version = %(snapshot_schema)s
@@ -46,13 +51,14 @@ SELECT e.stream_id, e.version, e.event_type, e.schema_version, e.payload, '{}'::
 FROM latest s JOIN LATERAL (
     SELECT stream_id, version, event_type, schema_version, payload, global_position FROM events
     WHERE stream_id = s.stream_id AND version > COALESCE(s.version, 0)
+    OFFSET 0
 ) e ON true
 ORDER BY 1, 2, 3 NULLS FIRST
 """
 # Each stream's current version: one backward probe of the primary key per stream. `max(version) ... GROUP BY`
 # read every event of the streams (the heap too): 3.5x slower at 12 events a stream, and growing with the history.
 _VERSIONS = (
-    "SELECT i.stream_id, v.version FROM unnest(%s::text[]) AS i(stream_id) CROSS JOIN LATERAL"
+    "SELECT i.stream_id, v.version FROM unnest(%b::text[]) AS i(stream_id) CROSS JOIN LATERAL"
     " (SELECT version FROM events WHERE stream_id = i.stream_id ORDER BY version DESC LIMIT 1) v"
 )
 _COPY_EVENTS = (
