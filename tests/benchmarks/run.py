@@ -3,6 +3,10 @@
 Needs KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (a role that may CREATE DATABASE). Every run uses its own topics
 (`bench-<id>.`), consumer groups and databases (`bench_<id>_…`), and removes them at the end.
 
+0. The broker warmed up: BENCH_WARMUP_N messages (default N; 0 skips it) produced to a topic of their own and read
+   back, twice, then the topic deleted. A broker the bench has just started runs its JVM's code interpreted for a
+   while and takes a CPU from the passes (0.70 of two CPUs in one e2e pass): its figures measured the broker's
+   start, not the worker.
 1. The workload (`workload.py`): BENCH_N messages (50 000) over BENCH_CLIENTS records (20 000, at most N/10),
    seed BENCH_SEED (42), format BENCH_FORMAT (pubsub | cometd), on a 4-partition topic, produced before timing.
 2. Stages, each in its own process (`stage.py`), steady-state rate and peak RSS: raw ceiling, ingest, naive
@@ -78,6 +82,7 @@ class Config:
     naive_n: int
     peer: bool
     e2e_n: int | None
+    warmup_n: int
     e2e_rate: float | None
     idle_s: float
     batch_size: int | None
@@ -103,6 +108,7 @@ class Config:
             naive_n=int(env.get("BENCH_NAIVE_N", "20000")),
             peer=env.get("BENCH_PEER", "1") not in ("", "0"),
             e2e_n=int(env["BENCH_E2E_N"]) if env.get("BENCH_E2E_N") else None,
+            warmup_n=int(env.get("BENCH_WARMUP_N") or env.get("BENCH_N", "50000")),
             e2e_rate=float(env["BENCH_E2E_RATE"]) if env.get("BENCH_E2E_RATE") else None,
             idle_s=float(env.get("BENCH_IDLE_S", "2.0")),
             batch_size=int(env["BENCH_BATCH_SIZE"]) if env.get("BENCH_BATCH_SIZE") else None,
@@ -218,6 +224,47 @@ def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- helpers -----------------------------------------------------------------------------------------------------
+
+
+def warm_broker(res: Resources) -> dict[str, Any] | None:
+    """Produce BENCH_WARMUP_N messages to a topic of this run's and read them back, twice (its own group each
+    time), then delete the topic; the rates of both rounds are logged (a cold broker's first is the slower)."""
+    from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
+
+    cfg = res.cfg
+    if cfg.warmup_n <= 0:
+        return None
+    topic = f"bench-{res.run_id}.warmup"
+    admin = AdminClient({"bootstrap.servers": cfg.bootstrap, "log_level": 4})
+    for future in admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)]).values():
+        future.result()
+    res.topics.append(topic)
+    rounds = []
+    read = [0]
+
+    def count(_m: Any) -> None:
+        read[0] += 1
+
+    try:
+        for n in range(2):
+            workload = Workload(cfg.warmup_n, cfg.clients_for(cfg.warmup_n), cfg.seed + 1 + n, cfg.fmt)
+            started = time.perf_counter()
+            produced = produce_all(cfg.bootstrap, topic, workload.messages())
+            middle = time.perf_counter()
+            read[0] = 0
+            read_topic(cfg.bootstrap, topic, count, 120.0, f"warmup{n}")
+            ended = time.perf_counter()
+            rounds.append({"produced_per_s": round(produced / (middle - started)),
+                           "read_per_s": round(read[0] / (ended - middle)), "read": read[0]})
+        log("broker warm-up: " + "; ".join(
+            f"round {i + 1}: produced {r['produced_per_s']:,}/s, read {r['read_per_s']:,}/s"
+            for i, r in enumerate(rounds)))
+    finally:
+        for future in admin.delete_topics([topic], operation_timeout=30).values():
+            with contextlib.suppress(Exception):
+                future.result()
+        res.topics.remove(topic)
+    return {"messages": cfg.warmup_n, "rounds": rounds}
 
 
 def database_size(dsn: str) -> int:
@@ -1055,6 +1102,7 @@ def _run(cfg: Config, res: Resources) -> dict[str, Any]:
         log(f"WARNING: the broker holds {partitions:,} partitions (topics left behind by earlier runs?): a small"
             " broker heap then pauses in garbage collection, and latency figures measure those pauses; delete"
             " the stale topics (or `make clean` the local stack) for figures of the worker")
+    warmup = warm_broker(res)
     main = throughput_pass(res, "main", cfg.n, naive=True, peer=cfg.peer)
     e2e = e2e_pass(res, main["ingest_per_s"])
     snaps = snapshot_pass(res)
@@ -1064,6 +1112,7 @@ def _run(cfg: Config, res: Resources) -> dict[str, Any]:
     wide = (throughput_pass(res, f"x{cfg.scale_wide}", cfg.n * cfg.scale_wide, naive=False,
                             clients=max(1, cfg.n * cfg.scale_wide // 5)) if cfg.scale_wide > 1 else None)
     report = build_report(cfg, env, main, e2e, snaps, scale, wide)
+    report["broker_warmup"] = warmup
     converge_n = int(os.environ.get("BENCH_CONVERGE_N", "100000"))
     if converge_n:  # backfill and full reconcile on the fake Salesforce (tests/benchmarks/converge.py)
         from tests.benchmarks.converge import run_converge
