@@ -152,7 +152,7 @@ def ingest_loop(app: App, stopper: Stopper, idle: IdleClock) -> ConsumerLoop:
     producer = make_producer(s.kafka)
     dlq = DeadLetterPublisher(producer, s.kafka.ingest_group, s.kafka.dlq_suffix)
     return ConsumerLoop("ingest", consumer, processor.process, dlq, s.kafka, _control(app, "ingest", stopper, idle),
-                        on_batch=partial(app.metrics.ingest_batch, s.kafka.cdc_topic))
+                        on_batch=partial(app.metrics.ingest_batch, s.kafka.cdc_topic), pipelined=processor)
 
 
 def resync_queue(app: App) -> PostgresResyncQueue:

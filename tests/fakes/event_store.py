@@ -32,7 +32,8 @@ def jsonb_text(value: Any) -> str:
 
 class MemoryStore:
     """The EventStore port in memory, refusing what PostgreSQL's jsonb refuses, like the real one, with a
-    DataError; `fail_next` makes the next commits raise the given errors (a transient fault, a conflict)."""
+    DataError; `fail_next` makes the next commits raise the given errors (a transient fault, a conflict) while
+    the events are written, `fail_at_wait` when the commit's end is read (`begin_commit`: nothing applied)."""
 
     def __init__(self) -> None:
         self.events: list[StoredEvent] = []
@@ -40,6 +41,7 @@ class MemoryStore:
         self.resync_requested: dict[str, str] = {}
         self.commits = 0
         self.fail_next: list[BaseException] = []
+        self.fail_at_wait: list[BaseException] = []
         self.pending: list[AnsweredVersions] = []  # every `versions_later` answer: a test checks each is settled
 
     def load_streams(self, stream_ids: Collection[str]) -> dict[str, LoadedStream]:
@@ -69,6 +71,11 @@ class MemoryStore:
         return pending, loaded
 
     def commit(self, changes: BatchChanges) -> None:
+        self.begin_commit(changes).wait()
+
+    def begin_commit(self, changes: BatchChanges) -> PendingApply:
+        """What the PostgreSQL store refuses while it writes the events (a value, a taken version) raises here;
+        the batch is applied by `wait()`, or not at all when ``fail_at_wait`` names an error for it."""
         if self.fail_next:
             raise self.fail_next.pop(0)
         for event in changes.events:
@@ -79,6 +86,9 @@ class MemoryStore:
         taken = {(e.stream_id, e.version) for e in self.events}
         if any((e.stream_id, e.version) in taken for e in changes.events):
             raise ConcurrencyConflict("taken")
+        return PendingApply(self, changes)
+
+    def _apply(self, changes: BatchChanges) -> None:
         self.commits += 1
         self.events += changes.events
         for snap in changes.snapshots:
@@ -87,6 +97,25 @@ class MemoryStore:
 
     def kinds(self, stream_id: str) -> list[str]:
         return [e.event_type for e in self.events if e.stream_id == stream_id]
+
+
+class PendingApply:
+    """MemoryStore's PendingCommit: the batch applied at `wait()` (the port's contract: one of wait or close)."""
+
+    def __init__(self, store: MemoryStore, changes: BatchChanges) -> None:
+        self._store, self._changes = store, changes
+        self.settled = False
+
+    def wait(self) -> None:
+        if self.settled:
+            raise RuntimeError("a commit waited for twice")
+        self.settled = True
+        if self._store.fail_at_wait:
+            raise self._store.fail_at_wait.pop(0)
+        self._store._apply(self._changes)
+
+    def close(self) -> None:
+        self.settled = True
 
 
 class AnsweredVersions:

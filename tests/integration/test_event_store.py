@@ -14,6 +14,7 @@ from worker.adapters.postgres.event_store import PostgresEventStore, make_pool
 from worker.adapters.postgres.outbox import PostgresOutbox
 from worker.application.bus import CommandBus, default_middleware
 from worker.application.handlers import HandlerContext
+from worker.application.ports import Snapshot
 from worker.application.unit_of_work import SNAPSHOT_SCHEMA_VERSION, ClientBatch
 from worker.domain import StatusRule
 
@@ -186,5 +187,38 @@ def test_loading_reads_each_streams_tail_not_its_history(database_url: str) -> N
             assert _events_read(conn, event_store._LOAD, load) == 50
             new = {"ids": [unknown, "001000000000008AAA"], "snapshot_schema": SNAPSHOT_SCHEMA_VERSION}
             assert _events_read(conn, event_store._LOAD, new) == 0
+    finally:
+        pool.close()
+
+
+def test_a_commit_sent_is_done_by_the_server_before_its_answer_is_read(database_url: str) -> None:
+    """`begin_commit` writes the events and sends the rest with the COMMIT: PostgreSQL commits as the statements
+    arrive (the relay is notified then), so the batch is visible to others before `wait()` reads the answer,
+    and its connection goes back to the pool only after `wait()`. A commit refused at its end raises from
+    `wait()`, and nothing of it is stored."""
+    pool = make_pool(database_url, 2, 5.0)
+    store = PostgresEventStore(pool)
+    try:
+        batch = ClientBatch(store, snapshot_interval=100, worker_version="test")
+        bus = CommandBus(middleware=default_middleware())
+        for cmd in (register(A), change_phone(A, "1")):
+            bus.handle(cmd, HandlerContext(batch, StatusRule()))
+        idle = pool.get_stats().get("pool_available", 0)
+        pending = store.begin_commit(batch.changes())
+        wait_for(lambda: rows(database_url, "SELECT count(*) FROM events") == [(2,)], what="the events visible")
+        assert rows(database_url, "SELECT count(*) FROM outbox") == [(2,)]
+        assert pool.get_stats().get("pool_available", 0) == idle - 1  # held until the answer is read
+        pending.wait()
+        assert pool.get_stats().get("pool_available", 0) == idle
+
+        # a snapshot PostgreSQL refuses (NaN is no JSON): refused at the end, in the pipeline
+        later = ClientBatch(store, snapshot_interval=100, worker_version="test")
+        bus.handle(change_phone(A, "2"), HandlerContext(later, StatusRule()))
+        later.changes().snapshots.append(Snapshot(A, 3, SNAPSHOT_SCHEMA_VERSION, {"x": float("nan")}))
+        refused = store.begin_commit(later.changes())
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            refused.wait()
+        assert rows(database_url, "SELECT count(*) FROM events") == [(2,)]
+        assert pool.get_stats().get("pool_available", 0) == idle  # given back, its transaction rolled back
     finally:
         pool.close()

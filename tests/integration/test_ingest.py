@@ -199,19 +199,19 @@ def test_a_concurrency_conflict_is_reloaded_and_retried(settings: Settings) -> N
         seed = app.new_batch()
         app.bus.handle(register(A), HandlerContext(seed, app.rule))
         app.store.commit(seed.changes())
-        real_commit = app.store.commit
+        real_begin = app.store.begin_commit
         rival_done: list[bool] = []
         rival_change, our_change = change_phone(A, "rival"), change_phone(A, "ours")  # Salesforce's order
 
-        def commit_after_a_rival(changes: Any) -> None:
+        def begin_after_a_rival(changes: Any) -> Any:
             if not rival_done:
                 rival_done.append(True)
                 rival = app.new_batch()
                 app.bus.handle(rival_change, HandlerContext(rival, app.rule))
-                real_commit(rival.changes())
-            real_commit(changes)
+                real_begin(rival.changes()).wait()
+            return real_begin(changes)
 
-        app.store.commit = commit_after_a_rival  # type: ignore[method-assign]
+        app.store.begin_commit = begin_after_a_rival  # type: ignore[method-assign]
         processor = IngestProcessor(
             lambda _m: Decoded([our_change]), (), app.bus, app.new_batch, app.rule
         )

@@ -102,6 +102,25 @@ class EventStore(Protocol):
         """Write everything atomically; raise ConcurrencyConflict when a (stream, version) is taken."""
         ...
 
+    def begin_commit(self, changes: BatchChanges) -> PendingCommit:
+        """`commit`, its end confirmed later: what can be refused row by row (the events) is written now and
+        raises here as `commit` would; the rest and the COMMIT are sent, and `PendingCommit.wait()` reads their
+        answer, so the caller works meanwhile."""
+        ...
+
+
+class PendingCommit(Protocol):
+    """A transaction sent and not yet confirmed. The store holds its connection until `wait()` or `close()`:
+    one of the two is always called."""
+
+    def wait(self) -> None:
+        """Return once committed; raise what `commit` would have (the transaction is then rolled back)."""
+        ...
+
+    def close(self) -> None:
+        """Give up waiting: the connection is given back once the server has answered (idempotent)."""
+        ...
+
 
 class PendingVersions(Protocol):
     """Stream versions asked for and not yet read. The store may hold a connection for them until `result()`

@@ -19,6 +19,7 @@ from worker.application.ports import (
     BatchChanges,
     EventStore,
     LoadedStream,
+    PendingCommit,
     PendingVersions,
     ScanProgress,
     Snapshot,
@@ -326,10 +327,14 @@ class ClientBatch:
 
     def commit(self) -> None:
         """Write everything recorded in ONE transaction; then the aggregates are current: cache them."""
+        self.begin_commit().wait()
+
+    def begin_commit(self) -> PendingCommit:
+        """`commit`, confirmed by the returned handle's `wait()` (`EventStore.begin_commit`): the versions are
+        checked and the events written now (a conflict or a refused row raises here); the aggregates go back to
+        the cache once the commit is confirmed, never before."""
         self._check_versions()
-        self._store.commit(self._changes)
-        if self._cache is not None:
-            self._cache.give_back(self._clients)
+        return _CachedOnCommit(self._store.begin_commit(self._changes), self._cache, self._clients)
 
     def close(self) -> None:
         """Give back what the store holds for this batch (versions asked for and not read); idempotent."""
@@ -372,6 +377,23 @@ class ClientBatch:
             client.apply(event_from_payload(stored.event_type, payload, stored.stream_id))
             self.events_replayed += 1
         return client
+
+
+class _CachedOnCommit:
+    """A batch's pending commit; once confirmed, its aggregates are given back to the cache."""
+
+    def __init__(self, pending: PendingCommit, cache: AggregateCache | None,
+                 clients: dict[str, ClientAggregate]) -> None:
+        self._pending, self._cache, self._clients = pending, cache, clients
+
+    def wait(self) -> None:
+        self._pending.wait()
+        cache, self._cache = self._cache, None  # once
+        if cache is not None:
+            cache.give_back(self._clients)
+
+    def close(self) -> None:
+        self._pending.close()
 
 
 # the events `_track_resync` follows (final classes: compared by type, once per event recorded)

@@ -26,7 +26,7 @@ from worker.application.bus import CommandBus
 from worker.application.commands import Command, MarkClientForResync
 from worker.application.errors import ConcurrencyConflict, InvalidCommand, TransientFailure
 from worker.application.handlers import HandlerContext
-from worker.application.ports import Decoded
+from worker.application.ports import Decoded, PendingCommit
 from worker.application.unit_of_work import ClientBatch
 from worker.application.validation import InvalidChangeValues, duplicate_changes
 from worker.domain import StatusRule
@@ -66,6 +66,24 @@ class _Item(NamedTuple):
     client_ids: tuple[str, ...] = ()
 
 
+# Raised while a staged batch's events are written: the batch is decided again, each commit awaited.
+_DECIDE_AGAIN: tuple[type[BaseException], ...] = (ConcurrencyConflict, *ROW_DATA_ERRORS)
+
+# What `IngestProcessor.predecode` made of each message: its item and why it was skipped, if it was.
+Predecoded = list[tuple[_Item, str | None]]
+
+
+class _Decided(NamedTuple):
+    """What deciding a batch gave, counted once its transaction committed."""
+
+    events: int
+    commands: Counter[str]
+    dead_letters: list[DeadLetter]
+    events_replayed: int
+    snapshot_hits: int
+    load_seconds: float
+
+
 class IngestProcessor:
     """Steps 2-4 for one batch, with no Kafka client in sight (messages follow the KafkaMessage protocol).
 
@@ -92,24 +110,65 @@ class IngestProcessor:
         self._settled: dict[Coordinates, list[DeadLetter]] = {}
 
     def process(self, messages: Sequence[KafkaMessage]) -> BatchOutcome:
+        """Steps 2-4 for ``messages``, each commit awaited."""
+        outcome, items = self._prepare(messages, None)
+        # 3-4. decide and commit; a value the store refuses splits the batch until the message is isolated.
+        self._apply(items, outcome)
+        return outcome
+
+    def predecode(self, messages: Sequence[KafkaMessage]) -> Predecoded | None:
+        """Step 2 ahead of time, for `start`: decoding is pure (parse + translate), so it runs while the previous
+        batch's commit is confirmed. None when a message's decoding raised something that is not poison (a
+        transient fault, a bug): `start` decodes again and raises it where it is handled."""
+        try:
+            return [self._decode_one(m, _coordinates(m)) for m in messages]
+        except Exception:
+            return None
+
+    def start(self, messages: Sequence[KafkaMessage], predecoded: Predecoded | None = None) -> StagedBatch:
+        """Steps 2-4 with the commit sent, not awaited (`ClientBatch.begin_commit`): `StagedBatch.complete()`
+        confirms it. A conflict or a value the store refuses while the events are written is handled at once,
+        as `process` does."""
+        outcome, items = self._prepare(messages, predecoded)
+        if not items:
+            return StagedBatch(self, messages, outcome)
+        batch = self._new_batch()
+        try:
+            decided = self._decide(batch, items)
+            pending = batch.begin_commit()
+        except _DECIDE_AGAIN as exc:
+            log.info("%s..%s: %s while writing: deciding the batch again, each commit awaited",
+                     where(messages[0]), where(messages[-1]), type(exc).__name__)
+            batch.close()
+            self._apply(items, outcome)
+            return StagedBatch(self, messages, outcome)
+        finally:
+            batch.close()
+        return StagedBatch(self, messages, outcome, items, decided, pending)
+
+    def _prepare(self, messages: Sequence[KafkaMessage],
+                 predecoded: Predecoded | None) -> tuple[BatchOutcome, list[_Item]]:
         outcome = BatchOutcome(messages=len(messages))
         keys = [_coordinates(m) for m in messages]
         if self._settled:
             present = set(keys)
             self._settled = {key: letters for key, letters in self._settled.items() if key in present}
+        if predecoded is not None and len(predecoded) != len(messages):
+            predecoded = None
         items = []
-        for message, key in zip(messages, keys, strict=True):
+        for n, (message, key) in enumerate(zip(messages, keys, strict=True)):
             settled = self._settled.get(key)
             if settled is not None:  # committed by an earlier attempt of this batch
                 outcome.dead_letters += settled
                 continue
             # 2. decode: parse + translate; what cannot be decoded is poison.
-            items.append(self._decode_one(message, key, outcome))
-        # 3-4. decide and commit; a value the store refuses splits the batch until the message is isolated.
-        self._apply(items, outcome)
-        return outcome
+            item, skipped = predecoded[n] if predecoded is not None else self._decode_one(message, key)
+            if skipped:
+                outcome.skipped[skipped] += 1
+            items.append(item)
+        return outcome, items
 
-    def _decode_one(self, message: KafkaMessage, key: Coordinates, outcome: BatchOutcome) -> _Item:
+    def _decode_one(self, message: KafkaMessage, key: Coordinates) -> tuple[_Item, str | None]:
         try:
             result = self._decode(message)
         except BaseException as exc:
@@ -117,10 +176,9 @@ class IngestProcessor:
                 raise  # transient (e.g. a schema fetch): retried; anything else is a bug: stop
             stage = self._decode_stage(exc)
             log.warning("%s: %s failed: %s", where(message), stage, exc)
-            return _Item(message, key, [], DeadLetter(message, stage, exc), tuple(getattr(exc, "client_ids", ())))
-        if result.skipped:
-            outcome.skipped[result.skipped] += 1
-        return _Item(message, key, result.commands)
+            item = _Item(message, key, [], DeadLetter(message, stage, exc), tuple(getattr(exc, "client_ids", ())))
+            return item, None
+        return _Item(message, key, result.commands), result.skipped
 
     def _decode_stage(self, exc: BaseException) -> Stage:
         if isinstance(exc, self._parse_errors):
@@ -160,11 +218,14 @@ class IngestProcessor:
         """Decide on aggregates loaded for this attempt; touch ``outcome`` only once the transaction committed."""
         batch = self._new_batch()
         try:
-            self._decide(batch, items, outcome)
+            decided = self._decide(batch, items)
+            # 4. append events + outbox rows + snapshots + resync queue in ONE transaction.
+            batch.commit()
         finally:
             batch.close()
+        self._committed(outcome, decided, items)
 
-    def _decide(self, batch: ClientBatch, items: list[_Item], outcome: BatchOutcome) -> None:
+    def _decide(self, batch: ClientBatch, items: list[_Item]) -> _Decided:
         ctx = HandlerContext(batch, self._rule)
         flat = [cmd for item in items for cmd in item.commands]
         started = time.perf_counter()
@@ -199,15 +260,17 @@ class IngestProcessor:
                     events += self._hold_back(ids, f"dead-lettered {type(cmd).__name__}: {type(exc).__name__}", ctx)
             if failed is not None:
                 letters.append(DeadLetter(item.message, *failed, resync=_resync_note(held, failed[0])))
-        # 4. append events + outbox rows + snapshots + resync queue in ONE transaction.
-        batch.commit()
-        outcome.events += events
-        outcome.commands += counts
-        outcome.dead_letters += letters
-        outcome.events_replayed += batch.events_replayed
-        outcome.snapshot_hits += batch.snapshot_hits
-        outcome.load_seconds += load_seconds
-        self._settle(items, letters)
+        return _Decided(events, counts, letters, batch.events_replayed, batch.snapshot_hits, load_seconds)
+
+    def _committed(self, outcome: BatchOutcome, decided: _Decided, items: list[_Item]) -> None:
+        """The batch's transaction committed: its figures count, its dead letters are settled."""
+        outcome.events += decided.events
+        outcome.commands += decided.commands
+        outcome.dead_letters += decided.dead_letters
+        outcome.events_replayed += decided.events_replayed
+        outcome.snapshot_hits += decided.snapshot_hits
+        outcome.load_seconds += decided.load_seconds
+        self._settle(items, decided.dead_letters)
 
     def _refused_by_store(self, item: _Item, exc: BaseException, outcome: BatchOutcome) -> None:
         """The one message whose events the store refused: dead-lettered, its clients held back (alone)."""
@@ -232,6 +295,45 @@ class IngestProcessor:
             by_message.setdefault(_coordinates(letter.message), []).append(letter)
         for item in items:
             self._settled[item.key] = by_message.get(item.key, [])
+
+
+class StagedBatch:
+    """A batch decided and sent to the store (`IngestProcessor.start`), its commit not yet confirmed, or one
+    already settled. `complete()` confirms it and gives its outcome; when the commit failed (a transient fault,
+    a conflict its end revealed), the batch is processed again, each commit awaited, as a retry of `process`
+    would (it is then retried as any batch is). It may be called again: the outcome is kept."""
+
+    def __init__(self, processor: IngestProcessor, messages: Sequence[KafkaMessage], outcome: BatchOutcome,
+                 items: list[_Item] | None = None, decided: _Decided | None = None,
+                 pending: PendingCommit | None = None) -> None:
+        self._processor, self._messages, self._outcome = processor, messages, outcome
+        self._items, self._decided, self._pending = items or [], decided, pending
+        self._result: BatchOutcome | None = outcome if pending is None else None
+
+    def complete(self) -> BatchOutcome:
+        if self._result is not None:
+            return self._result
+        pending, self._pending = self._pending, None
+        if pending is not None and self._decided is not None:
+            try:
+                pending.wait()
+            except Exception as exc:
+                if classify(exc) is Kind.BUG:
+                    raise
+                log.warning("%s..%s: the batch's commit failed (%s: %s): processing it again",
+                            where(self._messages[0]), where(self._messages[-1]), type(exc).__name__, exc)
+            else:
+                self._processor._committed(self._outcome, self._decided, self._items)
+                self._result = self._outcome
+                return self._result
+        self._result = self._processor.process(self._messages)
+        return self._result
+
+    def close(self) -> None:
+        """Give up on a commit not confirmed (its connection is given back once the server has answered)."""
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            pending.close()
 
 
 def _coordinates(message: KafkaMessage) -> Coordinates:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 from confluent_kafka import Message
 
@@ -25,6 +25,28 @@ class Outcome(Protocol):
     def dead_letters(self) -> list[DeadLetter]: ...
 
 
+class Staged(Protocol):
+    """A batch whose effects were sent and not yet confirmed."""
+
+    def complete(self) -> Outcome:
+        """Confirm the effects (or apply them again, waiting); may be called again after a transient failure."""
+        ...
+
+    def close(self) -> None:
+        """Give up on confirming (the batch is not acknowledged: it is delivered again)."""
+        ...
+
+
+class Pipelined(Protocol):
+    """A role whose batch n+1 is decoded while batch n's commit is confirmed (ingest)."""
+
+    def predecode(self, messages: Sequence[Message]) -> Any:
+        """Pure work on a batch, done ahead; None when it could not be (`start` then does it)."""
+        ...
+
+    def start(self, messages: Sequence[Message], predecoded: Any) -> Staged: ...
+
+
 class ConsumerLoop:
     """Runs one consumer role: ``handle`` turns a batch into effects (committed) and dead letters."""
 
@@ -39,6 +61,7 @@ class ConsumerLoop:
         *,
         background: Callable[[], int] | None = None,
         on_batch: Callable[[Sequence[Message], Outcome], None] | None = None,
+        pipelined: Pipelined | None = None,
     ) -> None:
         self.name = name
         self._consumer = consumer
@@ -51,27 +74,44 @@ class ConsumerLoop:
         self._heartbeat = control.heartbeat
         self._background = background
         self._on_batch = on_batch
+        self._pipelined = pipelined
         self._paused = False
 
     def run(self) -> int:
         """Until stopped (exit 0) or a bug or misconfiguration (exit 1, nothing committed past it)."""
         batch: Sequence[Message] = ()
+        staged: tuple[Sequence[Message], Staged] | None = None
         try:
             while not self._stopper.stopping:
                 self._heartbeat()
-                # 1. consume a batch
-                batch = self._consumer.consume(self._kafka.batch_size, self._kafka.batch_timeout_s)
-                if batch or not self._consumer.joined:  # idle time counts once the group has let us in
+                # 1. consume a batch; with one staged, only what has already arrived (else it is confirmed first)
+                consumed = self._consumer.consume(self._kafka.batch_size, 0 if staged else self._kafka.batch_timeout_s)
+                if consumed or not self._consumer.joined:  # idle time counts once the group has let us in
                     self._idle.busy()
-                if batch:
+                if self._pipelined is not None:
+                    # pipelined: this batch is decoded while the staged one's commit completes, then that one is
+                    # confirmed (steps 4-6), then this one is decided and its commit sent
+                    predecoded = self._pipelined.predecode(consumed) if consumed and staged else None
+                    if staged is not None:
+                        (batch, sent), staged = staged, None  # `batch`: what a failure names
+                        self._finish(batch, sent)
+                    if consumed:
+                        batch = consumed
+                        staged = (batch, self._start(batch, predecoded))
+                elif consumed:
+                    batch = consumed
                     self._run_batch(batch)
-                    batch = ()
+                batch = ()
                 worked = self._background() if self._background else 0
                 if worked:
                     self._idle.busy()
-                if not batch and not worked and self._idle.expired() and not self._consumer.uncommitted:
+                if (not consumed and staged is None and not worked and self._idle.expired()
+                        and not self._consumer.uncommitted):
                     log.info("%s: idle, stopping", self.name)
                     break
+            if staged is not None:  # stopping: the batch sent is confirmed and acknowledged
+                (batch, sent), staged = staged, None
+                self._finish(batch, sent)
         except StopRequested:
             log.info("%s: stopped while retrying; the batch is not committed and will be redelivered", self.name)
         except Exception as exc:
@@ -80,13 +120,31 @@ class ConsumerLoop:
             span = f"{where(batch[0])}..{where(batch[-1])}" if batch else "(no batch)"
             return stopped_by(self.name, exc, span)
         finally:
+            if staged is not None:
+                staged[1].close()
             self._consumer.close()
         return 0
 
+    def _start(self, batch: Sequence[Message], predecoded: Any) -> Staged:
+        """Steps 2-4 of a pipelined role with the commit sent, retried like an attempt on a transient fault."""
+        assert self._pipelined is not None
+        pipelined = self._pipelined
+        return retry_transient(
+            lambda: pipelined.start(batch, predecoded), self._control.retry, self._stopper,
+            what=f"{self.name} batch at {where(batch[0])}", wait=self._paused_wait, on_retry=self._control.retried,
+        )
+
+    def _finish(self, batch: Sequence[Message], staged: Staged) -> None:
+        """Steps 4 (confirmed) to 6 of a staged batch."""
+        self._settle(batch, staged.complete)
+
     def _run_batch(self, batch: Sequence[Message]) -> None:
+        # 2-4. decode, decide, commit the database transaction
+        self._settle(batch, lambda: self._handle(batch))
+
+    def _settle(self, batch: Sequence[Message], handle: Callable[[], Outcome]) -> None:
         def attempt() -> Outcome:
-            # 2-4. decode, decide, commit the database transaction
-            outcome = self._handle(batch)
+            outcome = handle()
             # 5. dead letters confirmed before any offset moves
             for letter in outcome.dead_letters:
                 self._dlq.publish(letter)

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Collection, Mapping
@@ -19,7 +20,14 @@ from psycopg_pool import ConnectionPool
 from worker.adapters.postgres.compact import compact_metadata, compact_payload, expand_payload
 from worker.adapters.postgres.outbox import OUTBOX_CHANNEL
 from worker.application.errors import ConcurrencyConflict
-from worker.application.ports import BatchChanges, LoadedStream, PendingVersions, ScanProgress, StoredEvent
+from worker.application.ports import (
+    BatchChanges,
+    LoadedStream,
+    PendingCommit,
+    PendingVersions,
+    ScanProgress,
+    StoredEvent,
+)
 from worker.application.unit_of_work import SNAPSHOT_SCHEMA_VERSION
 
 # Loading decides nothing with metadata: leaving it out halves what the sort moves (it spilled to disk).
@@ -201,52 +209,70 @@ class PostgresEventStore:
 
     def commit(self, changes: BatchChanges) -> None:
         """One consumed batch's writes: events + outbox + snapshots + resync queue, atomically."""
+        self.begin_commit(changes).wait()
+
+    def begin_commit(self, changes: BatchChanges) -> PendingCommit:
+        """`commit` in two steps: the batch row and the events' COPY now (a refused row raises here), then the
+        rest of the writes and the COMMIT sent in one pipeline whose answer `wait()` reads (PostgreSQL runs each
+        statement as it arrives, the COMMIT and its WAL flush included, while the caller goes on)."""
         if not changes:
-            return
+            return _COMMITTED
+        stack = ExitStack()
         try:
-            with self._conn() as conn, conn.transaction():
-                self._write(conn, changes)
-        except psycopg.errors.UniqueViolation as exc:
-            raise ConcurrencyConflict(str(exc).splitlines()[0]) from exc
+            conn = stack.enter_context(self._conn())
+            stack.callback(_end_transaction, conn)  # one left open by an error is rolled back
+            with conn.cursor() as cur:
+                batch_id = self._write_events(conn, cur, changes)
+                if changes.scan_progress is not None:  # its row count is checked: not pipelined
+                    _write_scan_progress(cur, changes.scan_progress)
+            cur = stack.enter_context(conn.cursor())  # closed after the pipeline has read its answers
+            stack.enter_context(conn.pipeline())
+            self._write_rest(cur, changes, batch_id)
+            cur.execute(_COMMIT)
+        except BaseException as exc:
+            stack.__exit__(type(exc), exc, exc.__traceback__)
+            if isinstance(exc, psycopg.errors.UniqueViolation):
+                raise ConcurrencyConflict(str(exc).splitlines()[0]) from exc
+            raise
+        return _PendingCommit(stack)
 
     @staticmethod
-    def _write(conn: psycopg.Connection[Any], changes: BatchChanges) -> None:
-        """Five round trips for a batch with events: the pool's check (skipped for a connection just used), BEGIN
-        with the batch row, the COPY, everything else pipelined, COMMIT."""
-        with conn.cursor() as cur:
-            batch_id = None
-            if changes.events:
-                shared, rows = compact_metadata(changes.events)
-                with conn.pipeline():
-                    cur.execute(_NEW_BATCH, (_json(shared),))
-                    batch_id = cur.fetchone()[0]  # type: ignore[index]
-                with cur.copy(_COPY_EVENTS) as copy:
-                    # sent in chunks as they are made: PostgreSQL stores the first rows while later ones are made
-                    events = changes.events
-                    for start in range(0, len(events), _COPY_CHUNK):
-                        end = start + _COPY_CHUNK
-                        copy.write("".join(map(_copy_line, events[start:end], rows[start:end],
-                                               repeat(batch_id))))
-            with conn.pipeline():
-                if batch_id is not None:
-                    cur.execute(_FILL_OUTBOX, (batch_id,))
-                    cur.execute(_NOTIFY)
-                if changes.snapshots:
-                    cur.executemany(
-                        _INSERT_SNAPSHOT,
-                        [(s.stream_id, s.version, s.schema_version, Jsonb(s.state)) for s in changes.snapshots],
-                    )
-                if changes.resync_requested:
-                    cur.executemany(_REQUEST_RESYNC, list(changes.resync_requested.items()))
-                if changes.resync_done:
-                    done = list(changes.resync_done.items())
-                    cur.executemany(_RESYNC_DONE, done)
-                    cur.executemany(_RESYNC_RENEWED, done)
-                if changes.full_resync_requested:
-                    cur.execute(FULL_RESYNC_LOCK)
-                    cur.executemany(REQUEST_FULL_RESYNC, changes.full_resync_requested)
-            if changes.scan_progress is not None:  # its row count is checked: not pipelined
-                _write_scan_progress(cur, changes.scan_progress)
+    def _write_events(conn: psycopg.Connection[Any], cur: psycopg.Cursor[Any], changes: BatchChanges) -> int | None:
+        """BEGIN with the batch row (one round trip), then the COPY of the events; the batch id."""
+        if not changes.events:
+            return None
+        shared, rows = compact_metadata(changes.events)
+        with conn.pipeline():
+            cur.execute(_NEW_BATCH, (_json(shared),))
+            batch_id: int = cur.fetchone()[0]  # type: ignore[index]
+        with cur.copy(_COPY_EVENTS) as copy:
+            # sent in chunks as they are made: PostgreSQL stores the first rows while later ones are made
+            events = changes.events
+            for start in range(0, len(events), _COPY_CHUNK):
+                end = start + _COPY_CHUNK
+                copy.write("".join(map(_copy_line, events[start:end], rows[start:end], repeat(batch_id))))
+        return batch_id
+
+    @staticmethod
+    def _write_rest(cur: psycopg.Cursor[Any], changes: BatchChanges, batch_id: int | None) -> None:
+        """Everything after the events (and a full resync's page), queued in the caller's pipeline."""
+        if batch_id is not None:
+            cur.execute(_FILL_OUTBOX, (batch_id,))
+            cur.execute(_NOTIFY)
+        if changes.snapshots:
+            cur.executemany(
+                _INSERT_SNAPSHOT,
+                [(s.stream_id, s.version, s.schema_version, Jsonb(s.state)) for s in changes.snapshots],
+            )
+        if changes.resync_requested:
+            cur.executemany(_REQUEST_RESYNC, list(changes.resync_requested.items()))
+        if changes.resync_done:
+            done = list(changes.resync_done.items())
+            cur.executemany(_RESYNC_DONE, done)
+            cur.executemany(_RESYNC_RENEWED, done)
+        if changes.full_resync_requested:
+            cur.execute(FULL_RESYNC_LOCK)
+            cur.executemany(REQUEST_FULL_RESYNC, changes.full_resync_requested)
 
     def settled_position(self) -> int:
         """A position no transaction can still commit an event at or below (waits for the appends under way)."""
@@ -261,6 +287,49 @@ class PostgresEventStore:
             rows = conn.execute(_READ_ALL, (after_position, up_to if up_to is not None else 2**63 - 1,
                                             limit)).fetchall()
         return [StoredEvent(*row) for row in rows]
+
+
+_COMMIT = "COMMIT"
+
+
+class _PendingCommit:
+    """A batch's transaction whose last statements and COMMIT were sent in a pipeline (`begin_commit`)."""
+
+    def __init__(self, stack: ExitStack) -> None:
+        self._stack: ExitStack | None = stack
+
+    def wait(self) -> None:
+        stack, self._stack = self._stack, None
+        if stack is None:
+            return
+        try:
+            stack.close()  # the pipeline's end (every answer read, the first error raised), then the pool's
+        except psycopg.errors.UniqueViolation as exc:
+            raise ConcurrencyConflict(str(exc).splitlines()[0]) from exc
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.wait()
+
+
+class _Committed:
+    """Nothing to write: committed already."""
+
+    def wait(self) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+_COMMITTED = _Committed()
+
+
+def _end_transaction(conn: psycopg.Connection[Any]) -> None:
+    """Roll back a transaction an error left open (the pool would too, with a warning per connection)."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE and not conn.closed:
+        with contextlib.suppress(psycopg.Error):
+            conn.rollback()
 
 
 class _PendingVersions:
