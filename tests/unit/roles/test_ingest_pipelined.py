@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import psycopg
+import pytest
 
 from tests.cdc_factory import CdcFactory
 from tests.fakes.event_store import MemoryStore
@@ -17,7 +18,7 @@ from worker.adapters.salesforce.errors import ChangeEventParseError
 from worker.adapters.salesforce.mapping import FieldMapping
 from worker.adapters.salesforce.schemas import SchemaResolver
 from worker.application.bus import CommandBus, default_middleware
-from worker.application.errors import ConcurrencyConflict
+from worker.application.errors import ConcurrencyConflict, TransientFailure
 from worker.application.unit_of_work import AggregateCache, ClientBatch
 from worker.config import KafkaSettings, RetrySettings
 from worker.domain import StatusRule
@@ -183,3 +184,39 @@ def test_the_outcome_of_a_staged_batch_equals_the_one_processing_it_waits_for() 
     assert [(e.stream_id, e.version, e.event_type) for e in waited.events] == \
         [(e.stream_id, e.version, e.event_type) for e in staged_store.events]
     assert any(d.stage is Stage.VALIDATE for o in by_start for d in o.dead_letters)
+
+
+class FlakyDecoder:
+    """The real decoder, raising ``error`` at its first call (a schema registry down, a bug)."""
+
+    def __init__(self, error: Exception) -> None:
+        self._real = CdcDecoder(SchemaResolver(), FieldMapping.from_overrides(), cdc_format="auto",
+                                own_client_id=None)
+        self._error: Exception | None = error
+
+    def __call__(self, message: Any) -> Any:
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+        return self._real(message)
+
+
+def _with_decoder(decoder: Any, store: MemoryStore) -> IngestProcessor:
+    return IngestProcessor(decoder, (ChangeEventParseError,), CommandBus(middleware=default_middleware()),
+                           lambda: ClientBatch(store, snapshot_interval=100, worker_version="test"), StatusRule())
+
+
+def test_what_cannot_be_decoded_ahead_is_decoded_again_where_it_is_handled() -> None:
+    f = CdcFactory()
+    # transient while decoding ahead: nothing is lost, the batch is decoded again when it is started
+    store = MemoryStore()
+    proc = _with_decoder(FlakyDecoder(TransientFailure("schema registry: 503")), store)
+    batch = messages(f.create(A), f.create(B))
+    assert proc.predecode(batch) is None
+    assert proc.start(batch, None).complete().events == 2 and store.kinds(B) == ["ClientRegistered"]
+    # a bug while decoding ahead is not swallowed: it is raised when the batch is started
+    proc = _with_decoder(FlakyDecoder(KeyError("a bug")), MemoryStore())
+    assert proc.predecode(batch) is None
+    proc = _with_decoder(FlakyDecoder(KeyError("a bug")), MemoryStore())
+    with pytest.raises(KeyError):
+        proc.start(batch, None)
