@@ -227,26 +227,26 @@ def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
 
 
 def warm_broker(res: Resources) -> dict[str, Any] | None:
-    """Produce BENCH_WARMUP_N messages to a topic of this run's and read them back, twice (its own group each
-    time), then delete the topic; the rates of both rounds are logged (a cold broker's first is the slower)."""
+    """Twice: produce BENCH_WARMUP_N messages to a topic of this run's, read them back, delete the topic; the
+    rates of both rounds are logged (a cold broker's first is the slower)."""
     from confluent_kafka.admin import NewTopic  # type: ignore[attr-defined]
 
     cfg = res.cfg
     if cfg.warmup_n <= 0:
         return None
-    topic = f"bench-{res.run_id}.warmup"
     admin = AdminClient({"bootstrap.servers": cfg.bootstrap, "log_level": 4})
-    for future in admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)]).values():
-        future.result()
-    res.topics.append(topic)
     rounds = []
     read = [0]
 
     def count(_m: Any) -> None:
         read[0] += 1
 
-    try:
-        for n in range(2):
+    for n in range(2):
+        topic = f"bench-{res.run_id}.warmup{n}"
+        for future in admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)]).values():
+            future.result()
+        res.topics.append(topic)
+        try:
             workload = Workload(cfg.warmup_n, cfg.clients_for(cfg.warmup_n), cfg.seed + 1 + n, cfg.fmt)
             started = time.perf_counter()
             produced = produce_all(cfg.bootstrap, topic, workload.messages())
@@ -256,14 +256,14 @@ def warm_broker(res: Resources) -> dict[str, Any] | None:
             ended = time.perf_counter()
             rounds.append({"produced_per_s": round(produced / (middle - started)),
                            "read_per_s": round(read[0] / (ended - middle)), "read": read[0]})
-        log("broker warm-up: " + "; ".join(
-            f"round {i + 1}: produced {r['produced_per_s']:,}/s, read {r['read_per_s']:,}/s"
-            for i, r in enumerate(rounds)))
-    finally:
-        for future in admin.delete_topics([topic], operation_timeout=30).values():
-            with contextlib.suppress(Exception):
-                future.result()
-        res.topics.remove(topic)
+        finally:
+            for future in admin.delete_topics([topic], operation_timeout=30).values():
+                with contextlib.suppress(Exception):
+                    future.result()
+            res.topics.remove(topic)
+    log("broker warm-up: " + "; ".join(
+        f"round {i + 1}: produced {r['produced_per_s']:,}/s, read {r['read_per_s']:,}/s"
+        for i, r in enumerate(rounds)))
     return {"messages": cfg.warmup_n, "rounds": rounds}
 
 
