@@ -300,8 +300,9 @@ class IngestProcessor:
 class StagedBatch:
     """A batch decided and sent to the store (`IngestProcessor.start`), its commit not yet confirmed, or one
     already settled. `complete()` confirms it and gives its outcome; when the commit failed (a transient fault,
-    a conflict its end revealed), the batch is processed again, each commit awaited, as a retry of `process`
-    would (it is then retried as any batch is). It may be called again: the outcome is kept."""
+    a conflict its end revealed, a value refused there), the batch is processed again, each commit awaited, as a
+    retry of `process` would (a refused value is then isolated and dead-lettered; a transient fault retried as
+    any batch is). It may be called again: the outcome is kept."""
 
     def __init__(self, processor: IngestProcessor, messages: Sequence[KafkaMessage], outcome: BatchOutcome,
                  items: list[_Item] | None = None, decided: _Decided | None = None,
@@ -318,8 +319,8 @@ class StagedBatch:
             try:
                 pending.wait()
             except Exception as exc:
-                if classify(exc) is Kind.BUG:
-                    raise
+                if classify(exc) is Kind.BUG and not isinstance(exc, ROW_DATA_ERRORS):
+                    raise  # a value refused at the end is isolated by processing again, as `process` does
                 log.warning("%s..%s: the batch's commit failed (%s: %s): processing it again",
                             where(self._messages[0]), where(self._messages[-1]), type(exc).__name__, exc)
             else:

@@ -220,3 +220,16 @@ def test_what_cannot_be_decoded_ahead_is_decoded_again_where_it_is_handled() -> 
     proc = _with_decoder(FlakyDecoder(KeyError("a bug")), MemoryStore())
     with pytest.raises(KeyError):
         proc.start(batch, None)
+
+
+def test_a_value_refused_at_the_commits_end_is_isolated_as_the_waiting_path_does() -> None:
+    """A row PostgreSQL refuses among the statements sent after the events (a snapshot, the resync queue) is
+    known only when the answer is read: the batch is processed again, so the refused message is isolated and
+    dead-lettered instead of stopping the worker."""
+    f = CdcFactory()
+    store = MemoryStore()
+    store.fail_at_wait.append(psycopg.errors.InvalidTextRepresentation("invalid input syntax for type json"))
+    proc = _with_decoder(CdcDecoder(SchemaResolver(), FieldMapping.from_overrides(), cdc_format="auto",
+                                    own_client_id=None), store)
+    outcome = proc.start(messages(f.create(A), f.create(B))).complete()
+    assert outcome.events == 2 and store.kinds(A) == ["ClientRegistered"] and outcome.dead_letters == []
