@@ -32,8 +32,8 @@ FILL_OUTBOX_006 = (
 FILL_OUTBOX_007 = (
     "INSERT INTO outbox (stream_id, version, event_id, event_type, schema_version, payload, metadata, batch_id)"
     " SELECT stream_id, version, event_id, event_type, schema_version, payload, metadata, batch_id FROM events"
-    " WHERE batch_id = %s ORDER BY global_position"
-)
+    " WHERE batch_id = (SELECT currval(pg_get_serial_sequence('event_batches', 'id'))) ORDER BY global_position"
+)  # (the batch id was a parameter then: the batch row was written, and its id read, first)
 UNPUBLISHED_007 = (
     "SELECT o.position, o.event_id::text, o.stream_id, o.version, o.event_type, o.schema_version, o.payload,"
     " o.metadata, o.created_at, b.metadata FROM outbox o LEFT JOIN event_batches b ON b.id = o.batch_id"

@@ -7,9 +7,8 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Sequence
 from contextlib import ExitStack
-from itertools import repeat
 from json import encoder as json_encoder
 from typing import Any
 
@@ -69,16 +68,26 @@ _VERSIONS = (
     "SELECT i.stream_id, v.version FROM unnest(%b::text[]) AS i(stream_id) CROSS JOIN LATERAL"
     " (SELECT version FROM events WHERE stream_id = i.stream_id ORDER BY version DESC LIMIT 1) v"
 )
-_COPY_EVENTS = (
-    "COPY events (stream_id, version, event_id, event_type, schema_version, payload, metadata, batch_id) FROM STDIN"
-)
-_NEW_BATCH = "INSERT INTO event_batches (metadata) VALUES (%s) RETURNING id"
+# A batch's events in one statement, with its row in `event_batches` (the metadata its events share). The events
+# cross the wire as one JSON array, encoded in one call; `json_to_recordset` keeps a `json` column's text as it
+# was sent, so the payload is stored as the compact text the worker wrote. Nothing in it needs an answer first
+# (the batch id is the CTE's), so it goes in the commit's pipeline with the rest: writing a batch waits for nothing.
+_WRITE_EVENTS = """
+WITH batch AS (INSERT INTO event_batches (metadata) VALUES (%s) RETURNING id)
+INSERT INTO events (stream_id, version, event_id, event_type, schema_version, payload, metadata, batch_id)
+SELECT r.s, r.v, r.i, r.t, r.w, r.p, r.m, batch.id
+FROM batch, ROWS FROM (json_to_recordset(%s::json) AS (s text, v integer, i uuid, t text, w integer, p json,
+                                                       m jsonb)) WITH ORDINALITY AS r(s, v, i, t, w, p, m, n)
+ORDER BY r.n
+"""
 # The outbox rows are made server-side from the events just written (same transaction, in append order): a
 # reference to each event (its global position, and its stream for the relay's held-back filter), not a copy
-# (migration 008); the relay reads the event itself. The batch crosses the wire and is JSON-encoded once.
+# (migration 008); the relay reads the event itself. The batch is the one this session's `_WRITE_EVENTS` made:
+# `currval` in a subquery, run once (a volatile call in the WHERE clause would keep the index out: a scan of
+# every event for each batch).
 _FILL_OUTBOX = (
     "INSERT INTO outbox (event_position, stream_id) SELECT global_position, stream_id FROM events"
-    " WHERE batch_id = %s ORDER BY global_position"
+    " WHERE batch_id = (SELECT currval(pg_get_serial_sequence('event_batches', 'id'))) ORDER BY global_position"
 )
 # The relay LISTENs on this channel: it wakes when a batch with events commits (a poll timer is the fallback).
 _NOTIFY = f"NOTIFY {OUTBOX_CHANNEL}"
@@ -212,22 +221,29 @@ class PostgresEventStore:
         self.begin_commit(changes).wait()
 
     def begin_commit(self, changes: BatchChanges) -> PendingCommit:
-        """`commit` in two steps: the batch row and the events' COPY now (a refused row raises here), then the
-        rest of the writes and the COMMIT sent in one pipeline whose answer `wait()` reads (PostgreSQL runs each
-        statement as it arrives, the COMMIT and its WAL flush included, while the caller goes on)."""
+        """`commit` in two steps: every write and the COMMIT sent now in one pipeline, its answer read by `wait()`
+        (PostgreSQL runs each statement as it arrives, the COMMIT and its WAL flush included, while the caller
+        goes on). A conflict or a refused row raises from `wait()`; a value with no UTF-8 form raises here, as it
+        is encoded. (A full resync's page is the exception: its events and cursor are written first, waited for,
+        as its row count is checked.)"""
         if not changes:
             return _COMMITTED
         stack = ExitStack()
         try:
+            written = _events_params(changes.events) if changes.events else None  # encoded before a connection
             conn = stack.enter_context(self._conn())
             stack.callback(_end_transaction, conn)  # one left open by an error is rolled back
-            with conn.cursor() as cur:
-                batch_id = self._write_events(conn, cur, changes)
-                if changes.scan_progress is not None:  # its row count is checked: not pipelined
+            if changes.scan_progress is not None:  # its row count is checked: not pipelined
+                with conn.cursor() as cur:
+                    if written is not None:
+                        cur.execute(_WRITE_EVENTS, written)
                     _write_scan_progress(cur, changes.scan_progress)
+                written = None
             cur = stack.enter_context(conn.cursor())  # closed after the pipeline has read its answers
             stack.enter_context(conn.pipeline())
-            self._write_rest(cur, changes, batch_id)
+            if written is not None:
+                cur.execute(_WRITE_EVENTS, written)
+            self._write_rest(cur, changes)
             cur.execute(_COMMIT)
         except BaseException as exc:
             stack.__exit__(type(exc), exc, exc.__traceback__)
@@ -237,27 +253,10 @@ class PostgresEventStore:
         return _PendingCommit(stack)
 
     @staticmethod
-    def _write_events(conn: psycopg.Connection[Any], cur: psycopg.Cursor[Any], changes: BatchChanges) -> int | None:
-        """BEGIN with the batch row (one round trip), then the COPY of the events; the batch id."""
-        if not changes.events:
-            return None
-        shared, rows = compact_metadata(changes.events)
-        with conn.pipeline():
-            cur.execute(_NEW_BATCH, (_json(shared),))
-            batch_id: int = cur.fetchone()[0]  # type: ignore[index]
-        with cur.copy(_COPY_EVENTS) as copy:
-            # sent in chunks as they are made: PostgreSQL stores the first rows while later ones are made
-            events = changes.events
-            for start in range(0, len(events), _COPY_CHUNK):
-                end = start + _COPY_CHUNK
-                copy.write("".join(map(_copy_line, events[start:end], rows[start:end], repeat(batch_id))))
-        return batch_id
-
-    @staticmethod
-    def _write_rest(cur: psycopg.Cursor[Any], changes: BatchChanges, batch_id: int | None) -> None:
+    def _write_rest(cur: psycopg.Cursor[Any], changes: BatchChanges) -> None:
         """Everything after the events (and a full resync's page), queued in the caller's pipeline."""
-        if batch_id is not None:
-            cur.execute(_FILL_OUTBOX, (batch_id,))
+        if changes.events:
+            cur.execute(_FILL_OUTBOX)
             cur.execute(_NOTIFY)
         if changes.snapshots:
             cur.executemany(
@@ -379,19 +378,17 @@ def _json_encoder() -> Callable[[Any], str]:
 _json = _json_encoder()
 
 
-def _copy_line(event: StoredEvent, own: Mapping[str, Any], batch_id: int) -> str:
-    """One row of text COPY. Ids and type names are plain; JSON holds no raw tab or newline (it escapes them), so
-    only its backslashes need doubling."""
-    return (f"{_text(event.stream_id)}\t{event.version}\t{event.metadata['event_id']}\t{_text(event.event_type)}\t"
-            f"{event.schema_version}\t{_json(compact_payload(event.stream_id, event.payload)).replace(_BS, _BS2)}\t"
-            f"{_json(own).replace(_BS, _BS2)}\t"
-            f"{batch_id}\n")
+def _events_params(events: Sequence[StoredEvent]) -> tuple[str, str]:
+    """`_WRITE_EVENTS`' parameters: the metadata the batch's events share, and the events as one JSON array
+    (`compact_metadata` splits the metadata, `compact_payload` shortens the payload), each encoded in one call."""
+    shared, own = compact_metadata(events)
+    rows = [
+        {"s": e.stream_id, "v": e.version, "i": _text(e.metadata["event_id"]), "t": e.event_type,
+         "w": e.schema_version, "p": compact_payload(e.stream_id, e.payload), "m": meta}
+        for e, meta in zip(events, own, strict=True)
+    ]
+    return _json(shared), _json(rows)
 
 
-_BS, _BS2 = "\\", "\\\\"
-_COPY_CHUNK = 64  # events per COPY write (~30 KB)
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
-def _text(value: str) -> str:
-    return value.translate(_COPY_ESCAPES) if not value.isalnum() else value
+def _text(value: Any) -> str:
+    return value if type(value) is str else str(value)  # an event id: text, or a UUID
