@@ -21,6 +21,7 @@ from worker.application.commands import (
 )
 from worker.application.unit_of_work import ClientBatch
 from worker.domain import Address, ChangeRef, ClientDetails, StatusRule, TextDiff
+from worker.domain.values import new_change_ref
 
 
 @dataclass(frozen=True)
@@ -104,14 +105,9 @@ HANDLERS: Mapping[type[Command], Handler] = {
 
 
 def to_ref(client_id: str, change: ChangeMetadata) -> ChangeRef:
-    return ChangeRef(
-        record_id=client_id,
-        transaction_key=change.transaction_key,
-        sequence_number=change.sequence_number,
-        commit_timestamp_ms=change.commit_timestamp_ms,
-        commit_number=change.commit_number,
-        last_modified_ms=change.last_modified_ms,
-    )
+    # ChangeRef(record_id, transaction_key, sequence_number, commit_timestamp_ms, commit_number, last_modified_ms)
+    return new_change_ref(client_id, change.transaction_key, change.sequence_number, change.commit_timestamp_ms,
+                          change.commit_number, change.last_modified_ms)
 
 
 def to_details(data: ClientData) -> ClientDetails:

@@ -10,13 +10,18 @@ the bytes by it and hands it back.
 from __future__ import annotations
 
 import marshal
-from collections.abc import Callable
-from dataclasses import fields
 from operator import attrgetter
-from typing import Any, TypeVar
+from typing import Any
 
 from worker.domain.model import ClientAggregate, Position
-from worker.domain.values import ADDRESS_PARTS, PLAIN_ATTRIBUTES, Address, ClientDetails, ClientStatus
+from worker.domain.values import (
+    ADDRESS_PARTS,
+    PLAIN_ATTRIBUTES,
+    Address,
+    ClientDetails,
+    ClientStatus,
+    frozen_constructor,
+)
 
 _MARSHAL_VERSION = 4
 _STATUSES = tuple(ClientStatus)
@@ -27,7 +32,6 @@ _PATH_INDEX = {path: i for i, path in enumerate(_PATHS)}
 _plain_values = attrgetter(*PLAIN_ATTRIBUTES)
 _address_values = attrgetter(*ADDRESS_PARTS)
 _SCALARS = frozenset({str, int, float, bool, type(None)})
-_T = TypeVar("_T")
 
 
 def pack(client: ClientAggregate) -> bytes | None:
@@ -106,18 +110,5 @@ def _positions(form: tuple[Any, ...], base: int) -> dict[str, Position]:
     return positions
 
 
-def _constructor(cls: type[_T]) -> Callable[..., _T]:
-    """A function that builds a frozen slotted ``cls`` from its field values in order, without ``__init__``: it
-    sets each slot through its descriptor (2.5x faster than the dataclass's frozen ``__init__``)."""
-    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-    setters = {f"set_{name}": getattr(cls, name).__set__ for name in names}
-    body = "".join(f"    set_{name}(value, {name})\n" for name in names)
-    namespace: dict[str, Any] = {}
-    exec(f"def new_{cls.__name__}({', '.join(names)}):\n    value = new(cls)\n{body}    return value\n",
-         {"new": object.__new__, "cls": cls, **setters}, namespace)
-    constructor: Callable[..., _T] = namespace[f"new_{cls.__name__}"]
-    return constructor
-
-
-_new_details = _constructor(ClientDetails)
-_new_address = _constructor(Address)
+_new_details = frozen_constructor(ClientDetails)
+_new_address = frozen_constructor(Address)
