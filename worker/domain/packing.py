@@ -103,10 +103,17 @@ def _positions_form(positions: dict[str, Position], base: int) -> tuple[Any, ...
 
 
 def _positions(form: tuple[Any, ...], base: int) -> dict[str, Position]:
+    """The field positions back, each distinct position one tuple shared by its paths, as `apply` leaves them (a
+    full record sent as a change sets some twenty paths at one position: ~2.5 KB as separate tuples and ints)."""
     positions: dict[str, Position] = {}
+    made: dict[tuple[int, Any], Position] = {}
     for i in range(0, len(form), 3):
         path = form[i]
-        positions[_PATHS[path] if type(path) is int else path] = (form[i + 1] + base, form[i + 2])
+        key = (form[i + 1], form[i + 2])
+        position = made.get(key)
+        if position is None:
+            position = made[key] = (key[0] + base, key[1])
+        positions[_PATHS[path] if type(path) is int else path] = position
     return positions
 
 
