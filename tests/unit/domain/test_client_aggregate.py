@@ -308,3 +308,39 @@ def test_only_the_last_recent_changes_are_remembered() -> None:
     for ts, tx in enumerate(keys, start=1000):
         decide(client, client.change_details({"phone": str(ts)}, ChangeRef(ID, tx, 1, ts), RULE))
     assert [t for t, _, _ in client.recent_changes] == keys[-RECENT_CHANGES:]
+
+
+def _uuid_text(number: int) -> str:
+    h = f"{number:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def test_canonical_keys_are_remembered_as_bytes_and_only_whole_entries_match() -> None:
+    """While every remembered key is a canonical UUID, they are kept as one bytes object (16 bytes each); a key
+    whose bytes straddle two remembered ones (the second half of one, the first half of the next) is not one of
+    them."""
+    client = given(ClientRegistered(ID, ACME, ClientStatus.ACTIVE, ref(_uuid_text(7), 500)))
+    first, second = (1 << 64) * 0x1111 + 0x2222, (1 << 64) * 0x3333 + 0x4444
+    for ts, key in ((1000, first), (1001, second)):
+        decide(client, client.change_details({"phone": str(ts)}, ChangeRef(ID, _uuid_text(key), 1, ts), RULE))
+    assert type(client._recent) is bytes
+    straddling = ((first & (2**64 - 1)) << 64) | (second >> 64)
+    assert client._recent.find(straddling.to_bytes(16, "big")) == 24  # (after the registration's key)
+    assert not client._is_duplicate(ChangeRef(ID, _uuid_text(straddling), 1, 9999))
+    assert client._is_duplicate(ChangeRef(ID, _uuid_text(second), 1, 9999))
+
+
+def test_a_key_of_another_form_keeps_the_order_and_the_window_of_the_remembered_ones() -> None:
+    from worker.domain.model import RECENT_CHANGES
+
+    client = registered(ts=500)
+    keys = [_uuid_text(n * 7919 + 1) for n in range(RECENT_CHANGES)]
+    keys[10] = "not-a-uuid"
+    keys[20] = keys[20].upper()  # not canonical: kept as its text
+    for ts, tx in enumerate(keys, start=1000):
+        decide(client, client.change_details({"phone": str(ts)}, ChangeRef(ID, tx, 1, ts), RULE))
+    decide(client, client.change_details({"phone": "x"}, ChangeRef(ID, "tx-seq", 2, 5000), RULE))
+    assert type(client._recent) is tuple
+    assert [t for t, _, _ in client.recent_changes] == [*keys[1:], "tx-seq"]
+    assert all(client._is_duplicate(ChangeRef(ID, tx, 1, 9999)) for tx in keys[1:])
+    assert not client._is_duplicate(ChangeRef(ID, keys[0], 1, 9999))
