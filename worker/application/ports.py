@@ -18,7 +18,7 @@ class Decoded:
     skipped: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class StoredEvent:
     stream_id: str
     version: int

@@ -29,6 +29,7 @@ from worker.application.upcasting import DEFAULT_UPCASTERS, Upcasters
 from worker.domain import ClientAggregate, ClientEvent, ClientMarkedForResync, ClientResynchronized
 from worker.domain.events import event_from_payload
 from worker.domain.packing import pack, unpack
+from worker.domain.values import frozen_constructor
 
 SNAPSHOT_SCHEMA_VERSION = 1
 
@@ -295,8 +296,8 @@ class ClientBatch:
             client.apply(event)
             meta = {"event_id": new_event_id(), "worker_version": worker_version, **metadata}
             # (stream_id, version, event_type, schema_version, payload, metadata): positional, the hot path
-            stored.append(StoredEvent(client.client_id, client.version, event.event_type, event.schema_version,
-                                      event.to_payload(), meta))
+            stored.append(_new_stored_event(client.client_id, client.version, event.event_type,
+                                            event.schema_version, event.to_payload(), meta, None))
             if type(event) in _RESYNC_EVENTS:
                 self._track_resync(event)
             if client.version % self._snapshot_interval == 0:
@@ -398,6 +399,9 @@ class _CachedOnCommit:
 
 # the events `_track_resync` follows (final classes: compared by type, once per event recorded)
 _RESYNC_EVENTS = frozenset({ClientMarkedForResync, ClientResynchronized})
+# StoredEvent(stream_id, version, event_type, schema_version, payload, metadata, global_position), positional:
+# one is made for every event recorded (its frozen __init__ set seven fields through object.__setattr__).
+_new_stored_event = frozen_constructor(StoredEvent)
 
 
 class UnreadableSnapshot(RuntimeError):

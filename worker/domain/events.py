@@ -13,7 +13,7 @@ from worker.domain.values import ChangeRef, ClientDetails, ClientStatus
 Changes = Mapping[str, tuple[Any, Any]]  # attribute path -> (old value, new value); stored as [old, new]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClientEvent:
     client_id: str
     event_type: ClassVar[str] = "ClientEvent"
@@ -33,7 +33,7 @@ class ClientEvent:
         return getattr(self, "change", None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClientRegistered(ClientEvent):
     details: ClientDetails
     status: ClientStatus
@@ -41,14 +41,14 @@ class ClientRegistered(ClientEvent):
     event_type: ClassVar[str] = "ClientRegistered"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClientDetailsChanged(ClientEvent):
     changes: Changes
     change: ChangeRef | None
     event_type: ClassVar[str] = "ClientDetailsChanged"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClientStatusChanged(ClientEvent):
     old_status: ClientStatus
     new_status: ClientStatus
@@ -56,13 +56,13 @@ class ClientStatusChanged(ClientEvent):
     event_type: ClassVar[str] = "ClientStatusChanged"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClientDeleted(ClientEvent):
     change: ChangeRef | None
     event_type: ClassVar[str] = "ClientDeleted"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClientRestored(ClientEvent):
     details: ClientDetails
     status: ClientStatus
@@ -70,14 +70,14 @@ class ClientRestored(ClientEvent):
     event_type: ClassVar[str] = "ClientRestored"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClientMarkedForResync(ClientEvent):
     reason: str
     change: ChangeRef | None
     event_type: ClassVar[str] = "ClientMarkedForResync"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ClientResynchronized(ClientEvent):
     details: ClientDetails | None
     status: ClientStatus

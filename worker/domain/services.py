@@ -7,7 +7,7 @@ from typing import Any, Protocol
 
 from worker.domain.errors import ForbiddenStatusTransition
 from worker.domain.events import Changes, ClientDetailsChanged, ClientEvent, ClientStatusChanged
-from worker.domain.values import ChangeRef, ClientDetails, ClientStatus, StatusRule
+from worker.domain.values import ChangeRef, ClientDetails, ClientStatus, StatusRule, frozen_constructor
 
 
 class KnownClient(Protocol):
@@ -54,13 +54,18 @@ class ClientDomainService:
     @staticmethod
     def _changed(existing: KnownClient, differences: Changes, status: ClientStatus, change: ChangeRef,
                  rule: StatusRule) -> list[ClientEvent]:
-        events: list[ClientEvent] = [ClientDetailsChanged(existing.client_id, differences, change)]
+        events: list[ClientEvent] = [_new_details_changed(existing.client_id, differences, change)]
         if status != existing.status:
             ClientDomainService.validate_client_status(existing.status, status, rule)
-            events.append(ClientStatusChanged(existing.client_id, existing.status, status, change))
+            events.append(_new_status_changed(existing.client_id, existing.status, status, change))
         return events
 
     @staticmethod
     def validate_client_status(old: ClientStatus, new: ClientStatus, rule: StatusRule) -> None:
         if not rule.allowed(old, new):
             raise ForbiddenStatusTransition(old.value, new.value)
+
+
+# The events of an update, made without their frozen __init__ (one or two for most messages ingested).
+_new_details_changed = frozen_constructor(ClientDetailsChanged)
+_new_status_changed = frozen_constructor(ClientStatusChanged)
