@@ -18,7 +18,7 @@ SAMPLES = {"full": FULL, "sparse": SPARSE}
 
 
 def stored_text(payload: Any) -> str:
-    """The event store writes payloads as compact JSON text (COPY into a jsonb column)."""
+    """The event store writes payloads as compact JSON text (kept as sent in a `json` column)."""
     return json.dumps(payload, separators=(",", ":"))
 
 
