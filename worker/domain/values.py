@@ -19,14 +19,20 @@ def frozen_constructor(cls: type[_T]) -> Callable[..., _T]:
     """A function that builds a frozen slotted dataclass ``cls`` (no ``__post_init__``) from its field values in
     order, without ``__init__``: it sets each slot through its descriptor (2.5x faster than the dataclass's frozen
     ``__init__``, which goes through ``object.__setattr__`` for each field)."""
-    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-    setters = {f"set_{name}": getattr(cls, name).__set__ for name in names}
-    body = "".join(f"    set_{name}(value, {name})\n" for name in names)
-    namespace: dict[str, Any] = {}
-    exec(f"def new_{cls.__name__}({', '.join(names)}):\n    value = new(cls)\n{body}    return value\n",
-         {"new": object.__new__, "cls": cls, **setters}, namespace)
-    constructor: Callable[..., _T] = namespace[f"new_{cls.__name__}"]
+    constructor: Callable[..., _T] = _slot_function(cls, f"new_{cls.__name__}", None, lambda name: name)
     return constructor
+
+
+def _slot_function(cls: type[Any], name: str, params: str | None, value_of: Callable[[str], str]) -> Any:
+    """A function ``name(params)`` (the field names when None) compiled for the slotted ``cls``: it makes a new one
+    and sets each field to ``value_of(field)`` (an expression of the parameters) through its slot's descriptor."""
+    names = [f.name for f in fields(cls)]
+    setters = {f"set_{n}": getattr(cls, n).__set__ for n in names}
+    body = "".join(f"    set_{n}(made, {value_of(n)})\n" for n in names)
+    namespace: dict[str, Any] = {}
+    exec(f"def {name}({', '.join(names) if params is None else params}):\n    made = new(cls)\n{body}    return made\n",
+         {"new": object.__new__, "cls": cls, **setters}, namespace)
+    return namespace[name]
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,14 +206,8 @@ def _copy(value: _FrozenT, changes: Mapping[str, Any]) -> _FrozenT:
     cls = type(value)
     copier = _COPIERS.get(cls)
     if copier is None:
-        names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-        # each slot set through its own descriptor: `object.__setattr__` looks the descriptor up for every call
-        setters = {f"set_{n}": getattr(cls, n).__set__ for n in names}
-        body = "".join(f"    set_{n}(c, changes[{n!r}] if {n!r} in changes else v.{n})\n" for n in names)
-        namespace: dict[str, Any] = {}
-        exec(f"def copy(v, changes):\n    c = new(cls)\n{body}    return c\n",
-             {"new": object.__new__, "cls": cls, **setters}, namespace)
-        copier = _COPIERS[cls] = namespace["copy"]
+        copier = _COPIERS[cls] = _slot_function(
+            cls, "copy", "v, changes", lambda n: f"changes[{n!r}] if {n!r} in changes else v.{n}")
     copied: _FrozenT = copier(value, changes)
     return copied
 
