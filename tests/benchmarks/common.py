@@ -50,6 +50,7 @@ class Span:
     def __init__(self) -> None:
         self.first_end: float | None = None
         self.last_end: float | None = None
+        self.first_cpu = self.last_cpu = 0.0  # the process's CPU time at those two ends
         self.first_items = 0
         self.first_events = 0
         self.items = 0
@@ -58,10 +59,10 @@ class Span:
         self.dead_letters = 0
 
     def end(self, items: int, events: int = 0, dead_letters: int = 0) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         if self.first_end is None:
-            self.first_end, self.first_items, self.first_events = now, items, events
-        self.last_end = now
+            self.first_end, self.first_items, self.first_events, self.first_cpu = now, items, events, cpu
+        self.last_end, self.last_cpu = now, cpu
         self.items += items
         self.events += events
         self.batches += 1
@@ -79,4 +80,6 @@ class Span:
             "steady_seconds": seconds,
             "per_s": counted / seconds if seconds > 0 else None,
             "events_per_s": counted_events / seconds if seconds > 0 else None,
+            # CPU per item in the same window (all threads of the process): below the wall time per item, it waited
+            "steady_cpu_us_per_item": (self.last_cpu - self.first_cpu) / counted * 1e6 if counted > 0 else None,
         }

@@ -962,6 +962,11 @@ def table(report: dict[str, Any]) -> str:
         f"ingest vs the eventsourcing library: {_num(r['ingest/peer_batched'], '.2f')}x its batched save,"
         f" {_num(r['ingest/peer_per_message'], '.2f')}x its per-message save",
     ]
+    steady = {role: (st[role].get("steady_cpu_us_per_item"), st[role].get("per_s")) for role in ("raw", "ingest")}
+    if all(cpu and rate for cpu, rate in steady.values()):
+        lines.append("per message in the steady window, CPU / wall: " + ", ".join(
+            f"{role} {cpu:.1f} / {1e6 / rate:.1f} µs" for role, (cpu, rate) in steady.items())
+            + " (a CPU below the wall time is a wait)")
     if report.get("e2e"):
         e = report["e2e"]
         lines.append(

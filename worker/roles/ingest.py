@@ -149,12 +149,13 @@ class IngestProcessor:
     def _prepare(self, messages: Sequence[KafkaMessage],
                  predecoded: Predecoded | None) -> tuple[BatchOutcome, list[_Item]]:
         outcome = BatchOutcome(messages=len(messages))
-        keys = [_coordinates(m) for m in messages]
+        if predecoded is not None and len(predecoded) != len(messages):
+            predecoded = None
+        # the coordinates the decoding ahead already took, else each message's
+        keys = [item.key for item, _ in predecoded] if predecoded is not None else [_coordinates(m) for m in messages]
         if self._settled:
             present = set(keys)
             self._settled = {key: letters for key, letters in self._settled.items() if key in present}
-        if predecoded is not None and len(predecoded) != len(messages):
-            predecoded = None
         items = []
         for n, (message, key) in enumerate(zip(messages, keys, strict=True)):
             settled = self._settled.get(key)
