@@ -7,10 +7,11 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg.types.json import Jsonb
+from psycopg_pool import ConnectionPool
 
 from tests.conftest import wait_for
 from tests.harness import change_phone, register, rows
-from worker.adapters.postgres.event_store import PostgresEventStore, make_pool
+from worker.adapters.postgres.event_store import PostgresEventStore, checked_unless_recent, make_pool
 from worker.adapters.postgres.outbox import PostgresOutbox
 from worker.application.bus import CommandBus, default_middleware
 from worker.application.handlers import HandlerContext
@@ -222,5 +223,35 @@ def test_a_commit_sent_is_done_by_the_server_before_its_answer_is_read(database_
             store.begin_commit(later.changes()).wait()
         assert rows(database_url, "SELECT count(*) FROM events") == [(2,)]
         assert pool.get_stats().get("pool_available", 0) == idle  # given back, its transaction rolled back
+    finally:
+        pool.close()
+
+
+def test_the_pool_checks_a_connection_by_a_round_trip_unless_it_was_handed_out_within_the_window(
+        database_url: str) -> None:
+    """A connection handed out again within the window is not checked: one its server ended fails its first
+    statement (a transient fault the roles retry) and the pool drops it. Past the window the check finds it dead
+    and the pool hands out a new one."""
+    now = [100.0]
+    pool = ConnectionPool(database_url, min_size=1, max_size=1, open=True, reconnect_timeout=0, timeout=10,
+                          check=checked_unless_recent(1.0, clock=lambda: now[0]))
+    try:
+        with pool.connection() as conn:
+            first = conn.info.backend_pid
+        rows(database_url, "SELECT pg_terminate_backend(%s, 5000)", (first,))
+
+        now[0] += 0.5  # within the window: handed out as it is
+        with pytest.raises(psycopg.OperationalError), pool.connection() as conn:
+            assert conn.info.backend_pid == first
+            conn.execute("SELECT 1")
+        with pool.connection() as conn:  # the broken one was dropped
+            second = conn.info.backend_pid
+            assert second != first and conn.execute("SELECT 1").fetchone() == (1,)
+        rows(database_url, "SELECT pg_terminate_backend(%s, 5000)", (second,))
+
+        now[0] += 1.0  # past the window: checked, found dead, replaced before it is handed out
+        with pool.connection() as conn:
+            assert conn.info.backend_pid not in (first, second)
+            assert conn.execute("SELECT 1").fetchone() == (1,)
     finally:
         pool.close()

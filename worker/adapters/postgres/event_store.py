@@ -7,10 +7,12 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import time
 from collections.abc import Callable, Collection, Sequence
 from contextlib import ExitStack
 from json import encoder as json_encoder
 from typing import Any
+from weakref import WeakKeyDictionary
 
 import psycopg
 from psycopg.types.json import Jsonb
@@ -131,6 +133,10 @@ _LOCK_APPENDS = "LOCK TABLE events IN SHARE MODE"
 _MAX_POSITION = "SELECT coalesce(max(global_position), 0) FROM events"
 
 
+# A connection handed out this recently is handed out again without a round trip to check it (`checked_unless_recent`).
+CHECK_AFTER_S = 1.0
+
+
 def make_pool(dsn: str, size: int, connect_timeout_s: float) -> ConnectionPool:
     """A lazily opened pool: no network until the first connection is asked for."""
     return ConnectionPool(
@@ -141,8 +147,29 @@ def make_pool(dsn: str, size: int, connect_timeout_s: float) -> ConnectionPool:
         kwargs={"connect_timeout": max(1, int(connect_timeout_s))},
         timeout=connect_timeout_s,
         reconnect_timeout=0,
-        check=ConnectionPool.check_connection,
+        check=checked_unless_recent(CHECK_AFTER_S),
     )
+
+
+def checked_unless_recent(window_s: float,
+                          clock: Callable[[], float] = time.monotonic) -> Callable[[psycopg.Connection[Any]], None]:
+    """The pool's check of a connection it hands out: `ConnectionPool.check_connection` (an empty query: one round
+    trip), unless the same connection was handed out less than ``window_s`` ago and the client knows of nothing
+    wrong with it (open, not broken, idle). A busy role takes a connection a few times a batch, and the check was
+    ~1% of ingest's time a message; a connection that died in that window (a server restart) fails its first
+    statement instead, which the roles retry as a transient fault on a new connection (the pool drops a broken
+    one when it is given back)."""
+    handed_out: WeakKeyDictionary[psycopg.Connection[Any], float] = WeakKeyDictionary()
+
+    def check(conn: psycopg.Connection[Any]) -> None:
+        now = clock()
+        last = handed_out.pop(conn, None)
+        if (last is None or now - last >= window_s or conn.closed or conn.broken
+                or conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE):
+            ConnectionPool.check_connection(conn)  # raises for a dead one: the pool opens another
+        handed_out[conn] = now
+
+    return check
 
 
 def pooled(pool: ConnectionPool) -> Any:
