@@ -407,14 +407,19 @@ _json = _json_encoder()
 
 def _events_params(events: Sequence[StoredEvent]) -> tuple[str, str]:
     """`_WRITE_EVENTS`' parameters: the metadata the batch's events share, and the events as one JSON array
-    (`compact_metadata` splits the metadata, `compact_payload` shortens the payload), each encoded in one call."""
+    (`compact_metadata` splits the metadata, `compact_payload` shortens the payload). Each event is encoded on its
+    own and the texts joined: the same text as one call for the array, but one call keeps every piece of every
+    row alive until its end (~50 strings an event, 25 000 for a batch), and in a heap where the aggregate cache
+    frees and makes objects those land on cold free slots all over it: the batch's JSON took 9.3 -> 7.0 µs a
+    message at the bench's base and 14.3 / 12.6 -> 7.9 / 7.6 at x5 (same process, alternated)."""
     shared, own = compact_metadata(events)
+    encode = _json
     rows = [
-        {"s": e.stream_id, "v": e.version, "i": _text(e.metadata["event_id"]), "t": e.event_type,
-         "w": e.schema_version, "p": compact_payload(e.stream_id, e.payload), "m": meta}
+        encode({"s": e.stream_id, "v": e.version, "i": _text(e.metadata["event_id"]), "t": e.event_type,
+                "w": e.schema_version, "p": compact_payload(e.stream_id, e.payload), "m": meta})
         for e, meta in zip(events, own, strict=True)
     ]
-    return _json(shared), _json(rows)
+    return encode(shared), f"[{','.join(rows)}]"
 
 
 def _text(value: Any) -> str:
