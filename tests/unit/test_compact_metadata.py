@@ -59,3 +59,32 @@ def test_fields_shared_by_the_events_of_one_type_are_stored_once_for_that_type()
     shared, rows = compact_metadata(events)
     assert shared == {"~types": {"A": {"command": "X"}, "B": {"command": "Y", "source_offset": 3}}}
     assert rows == [{"source_offset": 1}, {"source_offset": 2}, {}]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["A", "B"]), METAS, CHANGES,
+                          st.text(alphabet=st.sampled_from(['a', 'é', '"', '\\', '\n', '\u2028', '😀']), max_size=6)),
+                min_size=1, max_size=8))
+def test_the_events_parameter_is_the_text_of_one_json_array_of_the_rows(items: list[Any]) -> None:
+    """The store encodes a batch's events one at a time and joins the texts: the same text as the array in one
+    call, in the events' order (what `json_to_recordset` reads)."""
+    import json
+
+    from worker.adapters.postgres.compact import compact_payload
+    from worker.adapters.postgres.event_store import _events_params
+
+    events = []
+    for version, (event_type, meta, change, text) in enumerate(items, start=1):
+        event = _event(version, event_type, meta, change)
+        events.append(StoredEvent(event.stream_id, version, event_type, 1, {**event.payload, "note": text},
+                                  event.metadata))
+    shared, own = compact_metadata(events)
+    rows = [{"s": e.stream_id, "v": e.version, "i": e.metadata["event_id"], "t": e.event_type, "w": e.schema_version,
+             "p": compact_payload(e.stream_id, e.payload), "m": meta} for e, meta in zip(events, own, strict=True)]
+    as_one_call = json.dumps(rows, separators=(",", ":"), ensure_ascii=False)
+
+    shared_text, events_text = _events_params(events)
+
+    assert events_text == as_one_call
+    assert shared_text == json.dumps(shared, separators=(",", ":"), ensure_ascii=False)
+    assert [row["v"] for row in json.loads(events_text)] == list(range(1, len(events) + 1))
