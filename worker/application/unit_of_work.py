@@ -29,7 +29,7 @@ from worker.application.upcasting import DEFAULT_UPCASTERS, Upcasters
 from worker.domain import ClientAggregate, ClientEvent, ClientMarkedForResync, ClientResynchronized
 from worker.domain.events import event_from_payload
 from worker.domain.packing import pack, unpack
-from worker.domain.values import frozen_constructor
+from worker.domain.values import frozen_constructor, is_shared
 
 SNAPSHOT_SCHEMA_VERSION = 1
 
@@ -201,7 +201,7 @@ def deep_size(root: object) -> int:
     total = 0
     while stack:
         obj = stack.pop()
-        if id(obj) in seen or isinstance(obj, _SHARED_TYPES) or _is_cached_constant(obj):
+        if id(obj) in seen or isinstance(obj, _SHARED_TYPES) or _is_cached_constant(obj) or is_shared(obj):
             continue
         seen.add(id(obj))
         total += _allocated(sys.getsizeof(obj))
@@ -377,6 +377,7 @@ class ClientBatch:
             _, payload = self._upcasters.upcast(stored.event_type, stored.schema_version, stored.payload)
             client.apply(event_from_payload(stored.event_type, payload, stored.stream_id))
             self.events_replayed += 1
+        client.share_repeated_values()
         return client
 
 

@@ -27,6 +27,8 @@ RECENT_CHANGES = 64  # change identities remembered for deduplication (same-seco
 
 # A change's position in Salesforce's commit order: (commit timestamp, commit number when known).
 Position = tuple[int, int | None]
+# A position as an aggregate keeps it per attribute (`position_code`): one int, or the tuple when no int holds it.
+PositionCode = int | Position
 
 
 class ClientAggregate:
@@ -54,7 +56,8 @@ class ClientAggregate:
         # not listed in `field_positions` holds its value as of it), then each later change's. None: unknown
         # (state from a snapshot older than this tracking), so a stale change is dropped whole.
         self.fields_as_of: Position | None = None
-        self._field_positions: dict[str, Position] | None = None  # None: empty (most clients)
+        # Each position as its `position_code`, one object shared by the paths a change set together.
+        self._field_positions: dict[str, PositionCode] | None = None  # None: empty (most clients)
 
     @property
     def recent_changes(self) -> tuple[tuple[str, int, str], ...]:
@@ -63,7 +66,10 @@ class ClientAggregate:
 
     @property
     def field_positions(self) -> Mapping[str, Position]:
-        return self._field_positions or {}
+        """Where each attribute changed after the full record (`fields_as_of`); paths set together share one."""
+        made: dict[PositionCode, Position] = {}
+        return {path: made[code] if code in made else made.setdefault(code, position_of(code))
+                for path, code in (self._field_positions or {}).items()}
 
     @classmethod
     def new(cls, client_id: str) -> ClientAggregate:
@@ -209,7 +215,8 @@ class ClientAggregate:
     def _changed_since(self, path: str, change: ChangeRef) -> bool:
         """Whether ``path`` may hold a value set after ``change``: unknown counts as changed."""
         positions = self._field_positions
-        position = positions.get(path, self.fields_as_of) if positions else self.fields_as_of
+        code = positions.get(path) if positions else None
+        position = self.fields_as_of if code is None else position_of(code)
         return position is None or _later(position, _position(change))
 
     def _is_covered_by_resync(self, change: ChangeRef) -> bool:
@@ -235,13 +242,13 @@ class ClientAggregate:
         elif isinstance(event, ClientDetailsChanged):
             self.details = self.details.with_changes({path: new for path, (_, new) in event.changes.items()})
             if event.change is not None:
-                at = _position(event.change)
+                at = position_code(_position(event.change))
                 positions = self._field_positions
                 if positions is None:
                     positions = self._field_positions = {}
                 for path in event.changes:
                     known = positions.get(path)
-                    positions[path] = at if known is None or _later(at, known) else known
+                    positions[path] = at if known is None or _later_code(at, known) else known
         elif isinstance(event, ClientStatusChanged):
             self.status = event.new_status
         elif isinstance(event, ClientDeleted):
@@ -278,6 +285,12 @@ class ClientAggregate:
         elif change.commit_timestamp_ms == self.last_commit_ts_ms and change.commit_number is not None:
             self.last_commit_number = max(self.last_commit_number or 0, change.commit_number)
 
+    def share_repeated_values(self) -> None:
+        """Memory only, nothing a decision sees: the details' repeated attributes become the strings `shared` keeps
+        for all clients (equal values; no event, no new version). For an aggregate loaded from the store, which
+        the translator's shared values did not build."""
+        self.details = self.details.with_shared_values()
+
     # -- snapshots ---------------------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
@@ -295,7 +308,7 @@ class ClientAggregate:
             "resynced_as_of_ms": self.resynced_as_of_ms,
             "recent_changes": [list(identity) for identity in self.recent_changes],
             "fields_as_of": list(self.fields_as_of) if self.fields_as_of is not None else None,
-            "field_positions": {path: list(at) for path, at in (self._field_positions or {}).items()},
+            "field_positions": {path: list(at) for path, at in self.field_positions.items()},
         }
 
     @classmethod
@@ -316,7 +329,10 @@ class ClientAggregate:
         as_of = state.get("fields_as_of")  # absent from snapshots taken before positions were tracked: unknown
         client.fields_as_of = (int(as_of[0]), as_of[1]) if as_of else None
         positions = state.get("field_positions")
-        client._field_positions = {path: (int(at[0]), at[1]) for path, at in positions.items()} if positions else None
+        made: dict[Position, PositionCode] = {}
+        client._field_positions = {
+            path: made[key] if (key := (int(at[0]), at[1])) in made else made.setdefault(key, position_code(key))
+            for path, at in positions.items()} if positions else None
         return client
 
     # -- compact change identities ------------------------------------------------------------------------------
@@ -405,6 +421,41 @@ def _key_text(key: int | str) -> str:
 
 def _position(change: ChangeRef) -> Position:
     return (change.commit_timestamp_ms, change.commit_number)
+
+
+_NUMBER_BITS = 64
+_NUMBER_MASK = (1 << _NUMBER_BITS) - 1
+
+
+def position_code(position: Position) -> PositionCode:
+    """``position`` as one int: the timestamp above the low 64 bits, the commit number + 1 in them (0: unknown).
+    One object of ~48 bytes where the tuple and its two ints take ~128: an aggregate keeps a position for every
+    attribute a change set since its full record, and a worker keeps tens of thousands of aggregates. Ordered as
+    the positions are (`_later_code`). A position whose number no such int holds exactly (negative, 64 bits or
+    more, not an int) stays the tuple."""
+    ts, number = position
+    if type(ts) is int and (number is None or (type(number) is int and 0 <= number < _NUMBER_MASK)):
+        return (ts << _NUMBER_BITS) | (0 if number is None else number + 1)
+    return position
+
+
+def position_of(code: PositionCode) -> Position:
+    """The position `position_code` gave ``code`` for."""
+    if type(code) is tuple:
+        return code
+    number = code & _NUMBER_MASK  # type: ignore[operator]
+    return (code >> _NUMBER_BITS, number - 1 if number else None)  # type: ignore[operator]
+
+
+def _later_code(a: PositionCode, b: PositionCode) -> bool:
+    """`_later` of two position codes, on the ints themselves when both are ints."""
+    if type(a) is int and type(b) is int:
+        if (a ^ b) >> _NUMBER_BITS:  # different timestamps: the int's order is theirs
+            return a > b
+        if not (a & _NUMBER_MASK and b & _NUMBER_MASK):  # the same second, a number unknown
+            return a != b
+        return a > b
+    return _later(position_of(a), position_of(b))
 
 
 def _later(a: Position, b: Position) -> bool:

@@ -13,14 +13,16 @@ import marshal
 from operator import attrgetter
 from typing import Any
 
-from worker.domain.model import ClientAggregate, Position
+from worker.domain.model import ClientAggregate, PositionCode, position_code, position_of
 from worker.domain.values import (
     ADDRESS_PARTS,
     PLAIN_ATTRIBUTES,
+    REPEATED_ATTRIBUTES,
     Address,
     ClientDetails,
     ClientStatus,
     frozen_constructor,
+    shared,
 )
 
 _MARSHAL_VERSION = 4
@@ -32,6 +34,10 @@ _PATH_INDEX = {path: i for i, path in enumerate(_PATHS)}
 _plain_values = attrgetter(*PLAIN_ATTRIBUTES)
 _address_values = attrgetter(*ADDRESS_PARTS)
 _SCALARS = frozenset({str, int, float, bool, type(None)})
+# Where the repeated attributes' values sit in the packed plain and address values: unpacked, they are the shared
+# strings again (marshal makes new ones), as the translator gave them.
+_REPEATED_PLAIN = tuple(i for i, name in enumerate(PLAIN_ATTRIBUTES) if name in REPEATED_ATTRIBUTES)
+_REPEATED_ADDRESS = tuple(i for i, part in enumerate(ADDRESS_PARTS) if f"billing_address.{part}" in REPEATED_ATTRIBUTES)
 
 
 def pack(client: ClientAggregate) -> bytes | None:
@@ -85,6 +91,11 @@ def unpack(client_id: str, data: bytes) -> ClientAggregate:
     client.fields_as_of = None if as_of_ts is None else (as_of_ts + base, as_of_number)
     client._recent = recent
     client._field_positions = None if positions is None else _positions(positions, base)
+    plain, address = list(plain), list(address)
+    for i in _REPEATED_PLAIN:
+        plain[i] = shared(plain[i])
+    for i in _REPEATED_ADDRESS:
+        address[i] = shared(address[i])
     client.details = _new_details(*plain, _new_address(*address), extra)
     return client
 
@@ -94,25 +105,26 @@ def _base(last_commit_ts_ms: int | None) -> int:
     return last_commit_ts_ms if type(last_commit_ts_ms) is int else 0
 
 
-def _positions_form(positions: dict[str, Position], base: int) -> tuple[Any, ...]:
+def _positions_form(positions: dict[str, PositionCode], base: int) -> tuple[Any, ...]:
     """(path or its index, timestamp - base, commit number) per position, flat."""
     flat: list[Any] = []
-    for path, (ts, number) in positions.items():
+    for path, code in positions.items():
+        ts, number = position_of(code)
         flat += (_PATH_INDEX.get(path, path), ts - base, number)
     return tuple(flat)
 
 
-def _positions(form: tuple[Any, ...], base: int) -> dict[str, Position]:
-    """The field positions back, each distinct position one tuple shared by its paths, as `apply` leaves them (a
+def _positions(form: tuple[Any, ...], base: int) -> dict[str, PositionCode]:
+    """The field positions back, each distinct position one code shared by its paths, as `apply` leaves them (a
     full record sent as a change sets some twenty paths at one position: ~2.5 KB as separate tuples and ints)."""
-    positions: dict[str, Position] = {}
-    made: dict[tuple[int, Any], Position] = {}
+    positions: dict[str, PositionCode] = {}
+    made: dict[tuple[int, Any], PositionCode] = {}
     for i in range(0, len(form), 3):
         path = form[i]
         key = (form[i + 1], form[i + 2])
         position = made.get(key)
         if position is None:
-            position = made[key] = (key[0] + base, key[1])
+            position = made[key] = position_code((key[0] + base, key[1]))
         positions[_PATHS[path] if type(path) is int else path] = position
     return positions
 

@@ -25,6 +25,7 @@ from worker.application.unit_of_work import (
 )
 from worker.application.upcasting import Upcasters
 from worker.domain import ClientAggregate, StatusRule
+from worker.domain.values import is_shared
 
 A = "001000000000001AAA"
 
@@ -305,3 +306,18 @@ def test_the_cache_keeps_one_string_for_a_client_id(mib: float) -> None:
     aggregate = cache.take([again])[again]
     cache.give_back({again: aggregate})
     assert next(iter(cache._packed if mib else cache._live)) is aggregate.client_id
+
+
+def test_an_aggregate_loaded_from_the_store_holds_the_strings_shared_by_all_clients() -> None:
+    from worker.application.commands import ClientData, RegisterClient
+
+    def registered(cid: str) -> RegisterClient:
+        industry = "".join(list("Biotechnology"))  # an equal string, another object: not the one kept for all
+        return register(cid).model_copy(update={"data": ClientData(name="Acme", industry=industry)})
+
+    store = MemoryStore()
+    run(store, [registered(A)], interval=1)  # loaded from its snapshot
+    run(store, [registered("001000000000002AAA")], interval=100)  # loaded from its events
+    for cid in (A, "001000000000002AAA"):
+        loaded = ClientBatch(store, snapshot_interval=100, worker_version="test").get(cid)
+        assert loaded.details.industry == "Biotechnology" and is_shared(loaded.details.industry)

@@ -237,5 +237,7 @@ def test_paths_changed_at_one_position_share_it_again_once_unpacked() -> None:
     feed(client, ("update", ChangeRef(ID, str(uuid.UUID(int=3)), 1, 1_750_000_002_000, 7), {"rating": "Hot"}))
     copy = round_trip(client)
     assert copy.field_positions == client.field_positions
-    distinct = {id(position) for position in copy.field_positions.values()}
+    distinct = {id(code) for code in copy._field_positions.values()}  # the memory is the point
     assert len(distinct) == len(set(client.field_positions.values())) == 2
+    positions = copy.field_positions  # read back as tuples, still one per distinct position
+    assert len({id(position) for position in positions.values()}) == 2

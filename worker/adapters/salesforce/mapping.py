@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from worker.application.commands import AddressData, ClientData, is_client_attribute
+from worker.domain.values import REPEATED_ATTRIBUTES, shared
 
 _ADDRESS = {
     "Street": "street", "City": "city", "State": "state", "PostalCode": "postal_code", "Country": "country",
@@ -38,10 +39,12 @@ SYSTEM_FIELDS = frozenset({
 # many a name is routed again each time rather than remembered.
 _ROUTES_KEPT = 4096
 # A field's route (`FieldMapping._route`): its attribute path, the part of a full record holding it (0 the plain
-# attributes, 1 the billing address, 2 extra; -1 none) and its key there; or one of these two, told by identity:
-_Route = tuple[str, int, str]
-_SPECIAL: _Route = ("", -1, "special")  # only `values` knows (a person name record, an employee count)
-_SYSTEM: _Route = ("", -1, "system")  # a system field: nowhere
+# attributes, 1 the billing address, 2 extra; -1 none), its key there and whether its values repeat across clients
+# (a picklist: the value is the domain's `shared` string, one for all the clients kept in memory); or one of these
+# two, told by identity:
+_Route = tuple[str, int, str, bool]
+_SPECIAL: _Route = ("", -1, "special", False)  # only `values` knows (a person name record, an employee count)
+_SYSTEM: _Route = ("", -1, "system", False)  # a system field: nowhere
 _ADDRESS_PREFIXES = ("Billing", "Shipping", "PersonMailing", "PersonOther", "Mailing", "Other")
 PERSON_NAME_PARTS = ("Salutation", "FirstName", "MiddleName", "LastName", "Suffix")
 
@@ -97,7 +100,7 @@ class FieldMapping:
         if route is _SPECIAL:
             into.update(self.values(field, value))
         elif route is not _SYSTEM:
-            into[route[0]] = value
+            into[route[0]] = shared(value) if route[3] else value
 
     def client_data(self, values: Mapping[str, Any]) -> ClientData:
         """A full record from field -> value (compound parts as `BillingAddress.City`)."""
@@ -110,11 +113,11 @@ class FieldMapping:
             route = routes.get(field) or self._route(field)
             if route is _SPECIAL:
                 for path, item in self.values(field, value).items():
-                    _, part, key = _placed(path)
+                    _, part, key, _ = _placed(path)
                     if part >= 0:
                         parts[part][key] = item
             elif route[1] >= 0:  # not _SYSTEM, nor a path that names no part of a client
-                parts[route[1]][route[2]] = value
+                parts[route[1]][route[2]] = shared(value) if route[3] else value
         # one validation of the whole record (the address is validated as part of it): a model's constructor
         # costs ~1.5 µs more than `model_validate` of the same values
         return ClientData.model_validate({**plain, "billing_address": address, "extra": extra})
@@ -165,13 +168,14 @@ class FieldMapping:
 def _placed(path: str) -> _Route:
     """The route of an attribute path (a path that names no part of a client is dropped from a full record)."""
     head, dot, rest = path.partition(".")
+    repeated = path in REPEATED_ATTRIBUTES
     if not dot:
-        return (path, 0, path)
+        return (path, 0, path, repeated)
     if head == "billing_address":
-        return (path, 1, rest)
+        return (path, 1, rest, repeated)
     if head == "extra":
-        return (path, 2, rest)
-    return (path, -1, rest)
+        return (path, 2, rest, repeated)
+    return (path, -1, rest, repeated)
 
 
 def _flat(field: str) -> str:
