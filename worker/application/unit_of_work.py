@@ -71,8 +71,10 @@ class AggregateCache:
     # Aggregates kept as objects take at most this share of the budget. Memory freed by packing objects is mostly
     # not given back to the system (the allocator's arenas stay partly used), so objects filling the whole budget
     # before packing began left the process holding their peak and the packed bytes on top: 269 MiB peak RSS at
-    # x10 for a 96 MiB budget, against 231 with a third (and x10 / base 0.91, all 100 000 still kept).
-    LIVE_SHARE = 1 / 3
+    # x10 for a 96 MiB budget, against 231 with a third (and x10 / base 0.91, all 100 000 still kept). Half, since
+    # an aggregate takes ~2.3 KB (shared repeated values, positions as ints): the bench's x5 (20 000 clients) is
+    # kept whole as objects, 93.9 µs CPU a message against 102.8 with a third (no packing), for +13 MiB at x10.
+    LIVE_SHARE = 1 / 2
     SAMPLE_EVERY = 256  # a deep size costs ~75 µs: 0.3 µs per aggregate given back
     # The cache's own memory per entry: its slot in the dict (an index, the entry, the table's spare room).
     SLOT_BYTES = 64
