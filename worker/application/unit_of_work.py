@@ -61,7 +61,7 @@ class AggregateCache:
 
     Sized by memory: ``max_mib`` bounds the estimated size of what is kept, ``capacity`` the count. Aggregates are
     kept as objects while they fit in ``LIVE_SHARE`` of the budget (taking one back costs nothing); past it the
-    least recently used are packed (`worker.domain.packing`: ~0.8 KB where the objects take ~3.3 KB; a take and
+    least recently used are packed (`worker.domain.packing`: ~0.8 KB where the objects take ~2.3 KB; a take and
     give back of a packed one costs 20-35 µs, less than a reload from the store; bytes the garbage collector never
     walks), and only when the packed ones alone overflow do the least recently used go (as does one that has no
     packed form). The size

@@ -1,5 +1,5 @@
 """The packed form of a ClientAggregate: its whole state as one bytes object (~0.65 KB for a client of the benchmark,
-whose objects take ~3.3 KB), for a cache that keeps many aggregates between batches. `unpack(client_id, pack(a))`
+whose objects take ~2.3 KB), for a cache that keeps many aggregates between batches. `unpack(client_id, pack(a))`
 behaves exactly as ``a``: every attribute of the same value and type, the same snapshot, the same decisions.
 
 In-process only: the bytes are a `marshal` image of a flat tuple, whose format belongs to the running interpreter,
