@@ -17,12 +17,10 @@ from worker.domain.model import ClientAggregate, PositionCode, position_code, po
 from worker.domain.values import (
     ADDRESS_PARTS,
     PLAIN_ATTRIBUTES,
-    REPEATED_ATTRIBUTES,
     Address,
     ClientDetails,
     ClientStatus,
     frozen_constructor,
-    shared,
 )
 
 _MARSHAL_VERSION = 4
@@ -34,10 +32,6 @@ _PATH_INDEX = {path: i for i, path in enumerate(_PATHS)}
 _plain_values = attrgetter(*PLAIN_ATTRIBUTES)
 _address_values = attrgetter(*ADDRESS_PARTS)
 _SCALARS = frozenset({str, int, float, bool, type(None)})
-# Where the repeated attributes' values sit in the packed plain and address values: unpacked, they are the shared
-# strings again (marshal makes new ones), as the translator gave them.
-_REPEATED_PLAIN = tuple(i for i, name in enumerate(PLAIN_ATTRIBUTES) if name in REPEATED_ATTRIBUTES)
-_REPEATED_ADDRESS = tuple(i for i, part in enumerate(ADDRESS_PARTS) if f"billing_address.{part}" in REPEATED_ATTRIBUTES)
 
 
 def pack(client: ClientAggregate) -> bytes | None:
@@ -91,11 +85,6 @@ def unpack(client_id: str, data: bytes) -> ClientAggregate:
     client.fields_as_of = None if as_of_ts is None else (as_of_ts + base, as_of_number)
     client._recent = recent
     client._field_positions = None if positions is None else _positions(positions, base)
-    plain, address = list(plain), list(address)
-    for i in _REPEATED_PLAIN:
-        plain[i] = shared(plain[i])
-    for i in _REPEATED_ADDRESS:
-        address[i] = shared(address[i])
     client.details = _new_details(*plain, _new_address(*address), extra)
     return client
 

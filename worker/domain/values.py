@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
@@ -225,7 +226,9 @@ def shared(value: Any) -> Any:
     if found is not None:
         return found
     if len(_SHARED) < SHARED_MAX and len(value) <= SHARED_LENGTH:
-        _SHARED[value] = value
+        # interned: `marshal` writes an interned string as such and interns it again as it reads it, so an
+        # unpacked aggregate (`worker.domain.packing`) gets this very string back, with no lookup of its own
+        value = _SHARED[value] = sys.intern(value)
     return value
 
 
