@@ -235,6 +235,8 @@ def shared(value: Any) -> Any:
 def is_shared(value: object) -> bool:
     """Whether ``value`` is the string `shared` keeps for all (held once, however many clients hold it)."""
     return type(value) is str and _SHARED.get(value) is value
+
+
 _ADDRESS_PATH_NAMES = tuple(f"billing_address.{part}" for part in ADDRESS_PARTS)
 _REPEATED_PLAIN = tuple(name for name in PLAIN_ATTRIBUTES if name in REPEATED_ATTRIBUTES)
 _REPEATED_ADDRESS = tuple(part for part in ADDRESS_PARTS if f"billing_address.{part}" in REPEATED_ATTRIBUTES)
